@@ -1,0 +1,1 @@
+"""Analyses of generated reasoning: reflection patterns (§3, §4), lengths."""

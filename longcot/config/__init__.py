@@ -1,0 +1,1 @@
+"""Typed Hydra configs: dataclass schemas registered in Hydra's ConfigStore."""

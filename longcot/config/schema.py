@@ -1,0 +1,211 @@
+"""Typed dataclass schemas for every config group, registered with Hydra's ConfigStore.
+
+Each group's YAML files in ``conf/`` are validated against the dataclass of that group, so a
+misspelled key, a wrong type or an unknown option fails fast with one message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    """A causal LM: a hub id, a local path, or the locally built ``tiny`` model."""
+
+    name: str = MISSING
+    # Hub id (e.g. "Qwen/Qwen2.5-Math-7B"), local directory, or "tiny" (built locally, no download).
+    path: str = MISSING
+    tokenizer: Optional[str] = None  # defaults to ``path``
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    # Paper §3 (App. E.2): Qwen2.5-Math-7B's 4k context is stretched by multiplying RoPE theta by 10.
+    rope_theta_scale: float = 1.0
+    max_model_len: Optional[int] = None  # context window; None = the model's own
+    trust_remote_code: bool = False
+    role: str = "policy"  # policy | teacher | verifier
+    # tiny-model shape (used only when path == "tiny")
+    tiny_seed: int = 0
+    tiny_hidden_size: int = 64
+    tiny_layers: int = 2
+    tiny_heads: int = 4
+    tiny_vocab_size: int = 1024
+    tiny_max_position: int = 2048
+
+
+@dataclass
+class GenerationConfig:
+    """A generation engine: ``hf`` (transformers, CPU or GPU) or ``vllm`` (GPU, offline engine)."""
+
+    backend: str = "hf"  # hf | vllm | synthetic
+    batch_size: int = 16  # hf: sequences per forward batch
+    device: str = "auto"  # hf: auto | cpu | cuda
+    tensor_parallel_size: int = 1  # vllm
+    gpu_memory_utilization: float = 0.9  # vllm
+    enforce_eager: bool = False  # vllm
+    # Overrides of the benchmark's/stage's sampling settings (None: keep theirs).
+    max_new_tokens: Optional[int] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    n: Optional[int] = None
+
+
+@dataclass
+class DataConfig:
+    """A training prompt set (rejection sampling, SFT, RL)."""
+
+    name: str = MISSING
+    kind: str = "math"  # math | toy | webinstruct
+    # Local file (.jsonl/.json/.parquet) or public dataset id; None = the shared default if present.
+    path: Optional[str] = None
+    shared_file: Optional[str] = None  # relative to the shared data folder (tests, local runs)
+    dataset_id: Optional[str] = None
+    dataset_config: Optional[str] = None
+    split: str = "train"
+    limit: Optional[int] = None
+    problem_field: str = "problem"
+    answer_field: Optional[str] = None  # None: last \boxed{} of solution_field
+    solution_field: Optional[str] = "solution"
+    id_field: Optional[str] = "unique_id"
+    toy_size: int = 1000  # kind=toy: number of synthetic problems
+    toy_seed: int = 0
+
+
+@dataclass
+class BenchmarkConfig:
+    """An evaluation set with the paper's evaluation settings (App. E: t=0.7, top-p=0.95, 16k)."""
+
+    name: str = MISSING
+    kind: str = MISSING  # math | aime | theoremqa | mmlu_pro | toy
+    path: Optional[str] = None  # local .jsonl/.json/.parquet file; wins over the others
+    shared_file: Optional[str] = None  # relative to the shared data folder (tests, local runs)
+    dataset_id: Optional[str] = None  # public dataset id, used when no local file is found
+    dataset_config: Optional[str] = None
+    split: str = "test"
+    limit: Optional[int] = None  # first N problems (after the fixed order)
+    num_samples: int = 4
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 16384
+    seed: int = 0
+    system_prompt: Optional[str] = None
+    prompt_template: str = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    toy_size: int = 200
+    toy_seed: int = 1
+
+
+@dataclass
+class RewardChannelConfig:
+    """Placeholder until the reward schema lands (replaced by longcot.rewards.config)."""
+
+    name: str = MISSING
+
+
+@dataclass
+class AlgorithmConfig:
+    """An RL algorithm (§4): PPO, GRPO or REINFORCE++; consumed by the rl stage."""
+
+    name: str = MISSING  # ppo | grpo | reinforce_pp
+    learning_rate: float = 1e-6
+    kl_coef: float = 0.01
+    clip_ratio: float = 0.2
+    rollout_batch_size: int = 512
+    samples_per_prompt: int = 8
+    max_new_tokens: int = 14336
+    temperature: float = 1.0
+    top_p: float = 1.0
+    gamma: float = 1.0
+    lam: float = 1.0
+    critic_learning_rate: Optional[float] = None  # ppo only
+    epochs: int = 1
+
+
+@dataclass
+class ClusterConfig:
+    """Where grid points run: ``local`` (this machine) or ``slurm`` (via submitit)."""
+
+    name: str = "local"
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem_gb: int = 16
+    timeout_min: int = 60
+    nodes: int = 1
+    array_parallelism: int = 64
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking: ``none`` or ``wandb`` (offline by default)."""
+
+    name: str = "none"
+    project: str = "longcot"
+    entity: Optional[str] = None
+    mode: str = "offline"  # online | offline | disabled
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StageConfig:
+    """Which stage a run executes."""
+
+    name: str = MISSING  # eval | distill | sft | rl | pipeline
+
+
+@dataclass
+class EvalConfig:
+    """Settings of the eval stage (beyond each benchmark's own sampling settings)."""
+
+    benchmarks: list[str] = field(default_factory=list)  # extra benchmark config names to run too
+    grader_timeout: float = 5.0
+    grader_workers: int = 2
+    reflection_keywords: list[str] = field(
+        default_factory=lambda: ["wait", "recheck", "alternatively", "retry", "however"]
+    )
+    print_table: bool = True
+
+
+@dataclass
+class LongcotConfig:
+    """The root config a run composes."""
+
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    reward: Any = MISSING
+    algorithm: AlgorithmConfig = MISSING
+    benchmark: BenchmarkConfig = MISSING
+    generation: GenerationConfig = MISSING
+    cluster: ClusterConfig = MISSING
+    logger: LoggerConfig = MISSING
+    stage: StageConfig = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_root: str = "runs"
+    seed: int = 0
+    force: bool = False  # re-run even if an identical finished run exists
+
+
+SCHEMAS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "algorithm": AlgorithmConfig,
+    "benchmark": BenchmarkConfig,
+    "generation": GenerationConfig,
+    "cluster": ClusterConfig,
+    "logger": LoggerConfig,
+    "stage": StageConfig,
+}
+
+
+def register_configs() -> None:
+    """Register the root schema and one ``<group>/schema`` node per group with the ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="longcot_schema", node=LongcotConfig)
+    for group, schema in SCHEMAS.items():
+        cs.store(group=group, name=f"{group}_schema", node=schema)

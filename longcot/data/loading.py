@@ -1,0 +1,189 @@
+"""Load benchmarks and prompt sets from a local file, the shared data folder, or a public dataset id.
+
+Resolution order for a config: ``path`` (a local .jsonl/.json/.parquet file, must exist) →
+``shared_file`` under the shared data folder (``$LONGCOT_SHARED_DATA`` or ``../shared/data`` beside
+the repository) → ``dataset_id`` through ``datasets.load_dataset``. Every record is normalised to
+:class:`~longcot.data.records.Problem`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from longcot.data.records import Problem
+from longcot.data.toy import toy_problems
+
+KINDS = ("math", "aime", "theoremqa", "mmlu_pro", "toy")
+MMLU_LETTERS = "ABCDEFGHIJ"
+
+
+class DataError(ValueError):
+    """A data file or record that cannot be used; the message names the file, line and field."""
+
+
+def shared_data_dir() -> Path:
+    """The shared data folder: ``$LONGCOT_SHARED_DATA`` or ``<repo>/../shared/data``."""
+    env = os.environ.get("LONGCOT_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Rows of a .jsonl, .json (a list) or .parquet file; a bad JSONL line names file and line."""
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = []
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                rows.append(row)
+        return rows
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        if isinstance(data, dict) and "data" in data:
+            data = data["data"]
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a JSON list of records")
+        return data
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json or .parquet")
+
+
+def _hub_records(dataset_id: str, config: str | None, split: str) -> list[dict[str, Any]]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset_id, config, split=split)
+    except Exception as exc:  # network, unknown id or split: say which
+        raise DataError(f"could not load dataset {dataset_id!r} (config={config!r}, split={split!r}): {exc}") from exc
+    return [dict(row) for row in ds]
+
+
+def resolve_source(path: str | None, shared_file: str | None, dataset_id: str | None, what: str) -> tuple[str, str]:
+    """Return ``("file", path)`` or ``("hub", dataset_id)`` following the documented order."""
+    if path:
+        p = Path(os.path.expanduser(path))
+        if not p.is_file():
+            raise DataError(f"{what}.path: file not found: {p}")
+        return "file", str(p)
+    if shared_file:
+        p = shared_data_dir() / shared_file
+        if p.is_file():
+            return "file", str(p)
+    if dataset_id:
+        return "hub", dataset_id
+    tried = f"shared file {shared_data_dir() / shared_file}" if shared_file else "no shared file"
+    raise DataError(f"{what}: no data source: set {what}.path or {what}.dataset_id ({tried} not found)")
+
+
+def _field(row: dict[str, Any], name: str, where: str) -> Any:
+    if name not in row:
+        raise DataError(f"{where}: missing field {name!r} (fields: {sorted(row)})")
+    return row[name]
+
+
+def normalise(rows: Iterable[dict[str, Any]], kind: str, source: str, fields: dict[str, str | None]) -> list[Problem]:
+    """Map raw rows of a benchmark ``kind`` to Problems; ``fields`` overrides default field names."""
+    if kind not in KINDS:
+        raise DataError(f"unknown benchmark kind {kind!r}; valid: {', '.join(KINDS)}")
+    out = []
+    for i, row in enumerate(rows):
+        where = f"{source} record {i}"
+        meta: dict[str, Any] = {}
+        if kind in ("math", "aime", "toy"):
+            problem = _field(row, fields.get("problem") or "problem", where)
+            answer_field = fields.get("answer") or ("answer" if "answer" in row else None)
+            if answer_field:
+                answer = str(_field(row, answer_field, where))
+            else:
+                from longcot.grading import extract_answer
+
+                solution = _field(row, fields.get("solution") or "solution", where)
+                answer = extract_answer(solution)
+                if answer is None:
+                    raise DataError(f"{where}: no answer field and no \\boxed{{}} in the solution")
+            for key in ("solution", "subject", "level", "type", "url"):
+                if key in row:
+                    meta[key] = row[key]
+            rid = row.get(fields.get("id") or "unique_id", row.get("id", i))
+        elif kind == "theoremqa":
+            problem = _field(row, "Question", where)
+            answer = str(_field(row, "Answer", where))
+            meta["answer_type"] = _field(row, "Answer_type", where)
+            meta["picture"] = row.get("Picture") not in (None, "None", "")
+            rid = row.get("id", i)
+        else:  # mmlu_pro
+            question = _field(row, "question", where)
+            options = list(_field(row, "options", where))
+            if not 1 <= len(options) <= len(MMLU_LETTERS):
+                raise DataError(f"{where}: expected 1..10 options, got {len(options)}")
+            answer = str(_field(row, "answer", where)).strip()
+            if answer not in MMLU_LETTERS[: len(options)]:
+                raise DataError(f"{where}: answer {answer!r} is not one of the option letters")
+            problem = question
+            meta["options"] = options
+            meta["category"] = row.get("category")
+            rid = row.get("question_id", i)
+        out.append(Problem(id=str(rid), problem=str(problem), answer=answer, kind=kind, meta=meta))
+    ids = [p.id for p in out]
+    if len(set(ids)) != len(ids):
+        # Fall back to positional ids rather than silently merging samples of different problems.
+        out = [Problem(id=f"{i}", problem=p.problem, answer=p.answer, kind=p.kind, meta=p.meta) for i, p in enumerate(out)]
+    return out
+
+
+def mmlu_pro_1k_subset(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The paper's MMLU-Pro-1k: group by ``src``, sample frac=1/12 (random_state=0), then n=1000 (random_state=0)."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    sub = df.groupby("src", group_keys=False).apply(lambda g: g.sample(frac=1 / 12, random_state=0))
+    sub = sub.sample(n=1000, random_state=0)
+    return sub.to_dict("records")
+
+
+def load_benchmark(cfg: Any) -> list[Problem]:
+    """Problems of a benchmark config (``BenchmarkConfig``), in file order, first ``limit``."""
+    if cfg.kind == "toy":
+        problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name)
+    else:
+        source, where = resolve_source(cfg.path, cfg.shared_file, cfg.dataset_id, "benchmark")
+        if source == "file":
+            rows = read_records(Path(where))
+        else:
+            rows = _hub_records(where, cfg.dataset_config, cfg.split)
+            if cfg.name == "mmlu_pro_1k":
+                rows = mmlu_pro_1k_subset(rows)
+        problems = normalise(rows, cfg.kind, where, {})
+    return problems[: cfg.limit] if cfg.limit else problems
+
+
+def load_prompts(cfg: Any) -> list[Problem]:
+    """Training prompts of a data config (``DataConfig``) with reference answers."""
+    if cfg.kind == "toy":
+        problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name)
+    else:
+        source, where = resolve_source(cfg.path, cfg.shared_file, cfg.dataset_id, "data")
+        rows = read_records(Path(where)) if source == "file" else _hub_records(where, cfg.dataset_config, cfg.split)
+        fields = {"problem": cfg.problem_field, "answer": cfg.answer_field, "solution": cfg.solution_field, "id": cfg.id_field}
+        problems = normalise(rows, "math" if cfg.kind == "math" else cfg.kind, where, fields)
+    return problems[: cfg.limit] if cfg.limit else problems

@@ -1,0 +1,78 @@
+"""Run identity and atomic outputs (after Dora): a run's id is a hash of the config that defines it.
+
+A finished run directory holds a ``DONE`` marker written last; re-launching an identical config
+finds it and skips the work. Files are written to a temporary name and renamed, so a killed run
+never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from omegaconf import DictConfig, OmegaConf
+
+DONE = "DONE"
+
+
+def config_hash(node: Any, length: int = 12) -> str:
+    """Stable hash of a config node (resolved, keys sorted)."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    blob = json.dumps(node, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def identity(cfg: DictConfig, keys: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The part of ``cfg`` that defines a unit of work: the given top-level keys plus ``extra``."""
+    ident = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k] for k in keys}
+    ident.update(extra or {})
+    return ident
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def is_done(run_dir: Path) -> bool:
+    return (run_dir / DONE).is_file()
+
+
+def mark_done(run_dir: Path) -> None:
+    """Written last: its presence means every other output of the run is complete."""
+    write_text(run_dir / DONE, "")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,28 @@
+"""Shared test fixtures: the shared data folder, a private model cache, and skip helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LONGCOT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_file(relative: str) -> Path:
+    """A file of the shared data folder, or skip the test with the reason."""
+    path = SHARED / relative
+    if not path.is_file():
+        pytest.skip(f"shared data file not found: {path} (set LONGCOT_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Build the tiny model once per session in a private cache, unless LONGCOT_CACHE is set."""
+    if "LONGCOT_CACHE" not in os.environ:
+        os.environ["LONGCOT_CACHE"] = str(tmp_path_factory.mktemp("longcot-cache"))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("WANDB_SILENT", "true")
