@@ -11,6 +11,9 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from longcot.distill.config import DistillConfig
+from longcot.rewards.config import RewardConfig
+
 
 @dataclass
 class ModelConfig:
@@ -45,6 +48,8 @@ class GenerationConfig:
     tensor_parallel_size: int = 1  # vllm
     gpu_memory_utilization: float = 0.9  # vllm
     enforce_eager: bool = False  # vllm
+    style: str = "long"  # synthetic: long (reflection steps) | short
+    error_rate: float = 0.2  # synthetic: probability that a sample's final answer is wrong
     # Overrides of the benchmark's/stage's sampling settings (None: keep theirs).
     max_new_tokens: Optional[int] = None
     temperature: Optional[float] = None
@@ -94,13 +99,6 @@ class BenchmarkConfig:
     prompt_template: str = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
     toy_size: int = 200
     toy_seed: int = 1
-
-
-@dataclass
-class RewardChannelConfig:
-    """Placeholder until the reward schema lands (replaced by longcot.rewards.config)."""
-
-    name: str = MISSING
 
 
 @dataclass
@@ -176,7 +174,7 @@ class LongcotConfig:
 
     model: ModelConfig = MISSING
     data: DataConfig = MISSING
-    reward: Any = MISSING
+    reward: RewardConfig = MISSING
     algorithm: AlgorithmConfig = MISSING
     benchmark: BenchmarkConfig = MISSING
     generation: GenerationConfig = MISSING
@@ -184,6 +182,7 @@ class LongcotConfig:
     logger: LoggerConfig = MISSING
     stage: StageConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     output_root: str = "runs"
     seed: int = 0
     force: bool = False  # re-run even if an identical finished run exists
@@ -191,6 +190,7 @@ class LongcotConfig:
 
 SCHEMAS: dict[str, type] = {
     "model": ModelConfig,
+    "reward": RewardConfig,
     "data": DataConfig,
     "algorithm": AlgorithmConfig,
     "benchmark": BenchmarkConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-STAGES = {"eval": "longcot.stages.eval"}
+STAGES = {"eval": "longcot.stages.eval", "distill": "longcot.stages.distill"}
 
 
 def get_stage(name: str) -> Callable[[Any], Any]:

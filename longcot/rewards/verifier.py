@@ -1,0 +1,145 @@
+"""The model-based verifier of §5: an LLM judge compares a response's final answer with the reference.
+
+The judge sees the problem (optional), the reference answer and only the **last** ``last_lines``
+(20) lines of the response -- where a long CoT states its final answer -- and must end its reply
+with one line ``Judgement: correct``, ``Judgement: wrong`` or ``Judgement: not_found``.
+:func:`parse_judgement` reads that line robustly; :func:`judge_batch` judges a whole batch with one
+``Generator.generate`` call, greedily by default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Literal, Optional, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from longcot.generation.base import Generator
+
+Judgement = Literal["correct", "wrong", "not_found"]
+JUDGEMENTS: tuple[str, ...] = ("correct", "wrong", "not_found")
+
+JUDGE_SYSTEM_PROMPT = (
+    "You are a meticulous grader. You compare the final answer of a student's response with a "
+    "reference answer and decide whether they agree. You do not solve the problem yourself and you "
+    "do not judge the reasoning, only the final answer."
+)
+
+JUDGE_USER_TEMPLATE = """\
+Decide whether the final answer in the response below agrees with the reference answer.
+{problem_block}
+## Reference answer
+{reference}
+
+## Response (its last {num_lines} lines)
+{response}
+
+## How to judge
+- Find the final answer the response commits to (for example inside \\boxed{{...}} or after \
+"final answer"). Ignore the reasoning before it.
+- "correct": the final answer is equivalent to the reference answer. Equivalent forms count as \
+equal: 1/2, 0.5 and \\frac{{1}}{{2}}; reordered or simplified expressions; the same option of a \
+multiple-choice question (letter or its content); a missing unit when the number is right.
+- "wrong": the final answer differs from the reference answer, or the response gives several \
+conflicting final answers.
+- "not_found": the response states no final answer (for example it stops mid-reasoning).
+
+Reply with exactly one line and nothing else, one of:
+Judgement: correct
+Judgement: wrong
+Judgement: not_found"""
+
+
+def tail_lines(text: str, num_lines: int = 20) -> str:
+    """The last ``num_lines`` lines of ``text``, after stripping leading and trailing blank space."""
+    if num_lines < 1:
+        raise ValueError(f"num_lines must be >= 1, got {num_lines}")
+    return "\n".join(text.strip().splitlines()[-num_lines:])
+
+
+def build_judge_prompt(
+    reference: str, response: str, problem: Optional[str] = None, *, last_lines: int = 20
+) -> list[dict[str, str]]:
+    """The judge's chat prompt (system + user) for one response."""
+    problem_block = f"\n## Problem\n{problem.strip()}\n" if problem else ""
+    tail = tail_lines(response, last_lines)
+    user = JUDGE_USER_TEMPLATE.format(
+        problem_block=problem_block,
+        reference=str(reference).strip(),
+        num_lines=last_lines,
+        response=tail if tail else "(empty response)",
+    )
+    return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+# "Judgement"/"Judgment" (any case), then separators and markdown (":", "=", "-", "**", backticks,
+# brackets, whitespace) and an optional "is", then the verdict word. Longer verdicts are tried first
+# so that "incorrect"/"not correct" are not read as "correct".
+_SEP = r"[\s*_`~\"'\[\](){}<>|#:=\-]*"
+_JUDGEMENT_RE = re.compile(
+    r"judge?ment" + _SEP + r"(?:\bis\b" + _SEP + r")?"
+    + r"(not[\s_\-]*found|not[\s_\-]*correct|incorrect|wrong|correct)\b",
+    re.IGNORECASE,
+)
+
+
+def parse_judgement(text: str) -> Judgement:
+    """The verdict of a judge reply: ``"correct"``, ``"wrong"`` or ``"not_found"``.
+
+    Case-insensitive; tolerates markdown (``**Judgement:** Correct``, backticks), the "Judgment"
+    spelling and trailing words. The last ``Judgement: ...`` in the reply wins; "incorrect" and
+    "not correct" mean wrong; a reply without a judgement line is ``"not_found"``.
+
+    >>> parse_judgement("The answers agree.\\n**Judgement:** Correct")
+    'correct'
+    >>> parse_judgement("Judgment: incorrect"), parse_judgement("I think it is right.")
+    ('wrong', 'not_found')
+    """
+    if not text:
+        return "not_found"
+    matches = list(_JUDGEMENT_RE.finditer(text))
+    if not matches:
+        return "not_found"
+    verdict = re.sub(r"[\s_\-]+", "", matches[-1].group(1).lower())
+    if verdict == "correct":
+        return "correct"
+    if verdict == "notfound":
+        return "not_found"
+    return "wrong"  # wrong, incorrect, notcorrect
+
+
+def judge_batch(
+    generator: "Generator",
+    problems: Optional[Sequence[Optional[str]]],
+    references: Sequence[str],
+    responses: Sequence[str],
+    *,
+    last_lines: int = 20,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[Judgement]:
+    """Judge ``responses[i]`` against ``references[i]`` (and ``problems[i]`` if given) in one generate call.
+
+    Greedy (``temperature=0``) by default. A reply without a verdict line counts as ``"not_found"``.
+    """
+    from longcot.generation.base import SamplingParams
+
+    if len(references) != len(responses):
+        raise ValueError(f"{len(references)} references but {len(responses)} responses")
+    if problems is not None and len(problems) != len(responses):
+        raise ValueError(f"{len(problems)} problems but {len(responses)} responses")
+    if not responses:
+        return []
+    probs = problems if problems is not None else [None] * len(responses)
+    prompts = [
+        build_judge_prompt(ref, resp, prob, last_lines=last_lines)
+        for prob, ref, resp in zip(probs, references, responses)
+    ]
+    params = SamplingParams(
+        temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, n=1, seed=seed
+    )
+    outputs = generator.generate(prompts, params, progress=progress)
+    if len(outputs) != len(prompts):
+        raise RuntimeError(f"generator returned {len(outputs)} results for {len(prompts)} prompts")
+    return [parse_judgement(out[0].text if out else "") for out in outputs]

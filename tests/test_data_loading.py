@@ -1,0 +1,107 @@
+"""Benchmarks load from the real shared files and normalise to Problems; bad files name file and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from longcot.config.loading import load_group_option
+from longcot.config.schema import BenchmarkConfig, DataConfig
+from longcot.data import load_benchmark, load_prompts
+from longcot.data.loading import DataError, read_records
+from longcot.data.prompts import chat_prompt
+from longcot.data.toy import toy_problems
+from tests.conftest import shared_file
+
+EXPECTED = {"math500": (500, "math"), "aime24": (30, "aime"), "theoremqa": (800, "theoremqa"), "mmlu_pro_1k": (1000, "mmlu_pro")}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_benchmark_loads_real_file(name: str) -> None:
+    cfg = load_group_option("benchmark", name, BenchmarkConfig)
+    shared_file(cfg.shared_file)
+    problems = load_benchmark(cfg)
+    count, kind = EXPECTED[name]
+    assert len(problems) == count and {p.kind for p in problems} == {kind}
+    assert len({p.id for p in problems}) == count
+    assert all(p.problem and p.answer for p in problems)
+    prompt = chat_prompt(problems[0])
+    assert prompt[-1]["role"] == "user" and "\\boxed{}" in prompt[-1]["content"]
+
+
+def test_math500_fields_and_limit() -> None:
+    cfg = load_group_option("benchmark", "math500", BenchmarkConfig)
+    shared_file(cfg.shared_file)
+    cfg.limit = 20
+    problems = load_benchmark(cfg)
+    assert len(problems) == 20
+    first = json.loads(shared_file("math500/test.jsonl").read_text().splitlines()[0])
+    assert problems[0].id == first["unique_id"] and problems[0].answer == first["answer"]
+
+
+def test_aime_keeps_leading_zeros_and_theoremqa_types() -> None:
+    aime = load_benchmark(load_group_option("benchmark", "aime24", BenchmarkConfig)) if shared_file("aime24/test.jsonl") else []
+    assert all(p.answer.strip().isdigit() for p in aime)
+    tqa = load_benchmark(load_group_option("benchmark", "theoremqa", BenchmarkConfig))
+    types = {p.meta["answer_type"] for p in tqa}
+    assert types == {"bool", "integer", "float", "list of integer", "list of float", "option"}
+
+
+def test_mmlu_prompt_lists_lettered_options() -> None:
+    cfg = load_group_option("benchmark", "mmlu_pro_1k", BenchmarkConfig)
+    shared_file(cfg.shared_file)
+    p = load_benchmark(cfg)[0]
+    text = chat_prompt(p)[-1]["content"]
+    for i, opt in enumerate(p.meta["options"]):
+        assert f"{'ABCDEFGHIJ'[i]}. {opt}" in text
+    assert p.answer in "ABCDEFGHIJ"[: len(p.meta["options"])]
+
+
+def test_math_train_answers_come_from_last_boxed() -> None:
+    cfg = load_group_option("data", "math_train", DataConfig)
+    shared_file(cfg.shared_file)
+    cfg.limit = 50
+    problems = load_prompts(cfg)
+    assert len(problems) == 50
+    assert all(p.answer and "\\boxed" not in p.answer for p in problems)
+    assert problems[0].meta["solution"].rstrip().endswith(("$", ".", "}")) 
+
+
+def test_toy_is_deterministic_and_correct() -> None:
+    a, b = toy_problems(50, seed=3), toy_problems(50, seed=3)
+    assert a == b and toy_problems(50, seed=4) != a
+    for p in a:
+        expr = p.problem.removeprefix("Compute $").removesuffix("$.").replace("\\times", "*")
+        assert int(p.answer) == eval(expr)
+
+
+def test_bad_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bench.jsonl"
+    path.write_text('{"problem": "1+1", "answer": "2"}\n{"problem": oops}\n')
+    with pytest.raises(DataError, match=r"bench\.jsonl:2: invalid JSON"):
+        read_records(path)
+
+
+def test_local_path_wins_and_missing_field_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"problem": "What is 1+1?", "answer": "2", "unique_id": "a"}\n')
+    cfg = load_group_option("benchmark", "math500", BenchmarkConfig)
+    cfg.path = str(path)
+    assert [p.id for p in load_benchmark(cfg)] == ["a"]
+    path.write_text('{"question": "What is 1+1?", "answer": "2"}\n')
+    with pytest.raises(DataError, match="missing field 'problem'"):
+        load_benchmark(cfg)
+
+
+def test_missing_local_path_is_a_clear_error() -> None:
+    cfg = load_group_option("benchmark", "aime24", BenchmarkConfig)
+    cfg.path = "/nonexistent/aime.jsonl"
+    with pytest.raises(DataError, match="benchmark.path: file not found"):
+        load_benchmark(cfg)
+
+
+def test_unknown_group_option_lists_valid() -> None:
+    with pytest.raises(ValueError, match="valid: .*math500"):
+        load_group_option("benchmark", "gsm8k", BenchmarkConfig)

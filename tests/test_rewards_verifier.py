@@ -1,0 +1,150 @@
+"""The model-based verifier (§5): judge prompt, verdict parsing, batched judging, correctness sources."""
+
+import sys
+import types
+
+import pytest
+
+from longcot.generation.base import Completion, SamplingParams
+from longcot.rewards.correctness import score_correctness
+from longcot.rewards.verifier import (
+    JUDGE_SYSTEM_PROMPT,
+    build_judge_prompt,
+    judge_batch,
+    parse_judgement,
+    tail_lines,
+)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Judgement: correct", "correct"),
+        ("Judgement: wrong", "wrong"),
+        ("Judgement: not_found", "not_found"),
+        ("judgement: CORRECT", "correct"),
+        ("JUDGMENT: Wrong", "wrong"),  # the other spelling
+        ("**Judgement:** Correct", "correct"),
+        ("**Judgement**: wrong", "wrong"),
+        ("Judgement: **not_found**", "not_found"),
+        ("`Judgement: correct`", "correct"),
+        ("Judgement: `wrong`", "wrong"),
+        ("Judgement: correct. The final answers agree.", "correct"),
+        ("Judgement: Not found", "not_found"),
+        ("Judgement: not-found", "not_found"),
+        ("Judgement: incorrect", "wrong"),
+        ("Judgement: not correct", "wrong"),
+        ("Judgement is correct", "correct"),
+        ("Final judgment - [Correct]", "correct"),
+        ("Judgement:\n\n**wrong**", "wrong"),
+        ("The boxed value is 5 while the reference is 6.\nJudgement: wrong", "wrong"),
+        # the last occurrence wins
+        ("Judgement: correct\nOn reflection...\nJudgement: wrong", "wrong"),
+        ("Judgement: wrong\nJudgement: not_found\nJudgement: Correct", "correct"),
+        # missing or unusable -> not_found
+        ("", "not_found"),
+        ("The answer is correct.", "not_found"),
+        ("Correct", "not_found"),
+        ("Judgement: correctness cannot be established", "not_found"),
+        ("Judgement: unsure", "not_found"),
+    ],
+)
+def test_parse_judgement(text, expected):
+    assert parse_judgement(text) == expected
+
+
+def test_tail_lines():
+    text = "\n".join(f"line {i}" for i in range(1, 31)) + "\n\n\n"
+    tail = tail_lines(text, 20)
+    assert tail.splitlines() == [f"line {i}" for i in range(11, 31)]
+    assert tail_lines("a\nb", 20) == "a\nb"
+    with pytest.raises(ValueError):
+        tail_lines("a", 0)
+
+
+def test_build_judge_prompt():
+    response = "\n".join(f"step {i}" for i in range(1, 31)) + "\nSo the answer is \\boxed{42}."
+    msgs = build_judge_prompt("42", response, "What is 6*7?")
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert msgs[0]["content"] == JUDGE_SYSTEM_PROMPT
+    user = msgs[1]["content"]
+    assert "What is 6*7?" in user and "42" in user and "\\boxed{42}" in user
+    # only the last 20 lines of the response: steps 12..30 and the final line
+    assert "step 12\n" in user and "step 11\n" not in user and "step 1\n" not in user
+    for verdict in ("Judgement: correct", "Judgement: wrong", "Judgement: not_found"):
+        assert verdict in user
+    assert "Problem" not in build_judge_prompt("42", response)[1]["content"]
+    assert "last 5 lines" in build_judge_prompt("42", response, last_lines=5)[1]["content"]
+
+
+class FakeJudge:
+    """A Generator stand-in that replies from a script and records its calls."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.calls = []
+
+    def generate(self, prompts, params, *, seeds=None, first_sample=0, progress=True):
+        self.calls.append((list(prompts), params))
+        assert len(prompts) == len(self.replies)
+        return [
+            [Completion(text=r, token_ids=(1, 2), finish_reason="stop", prompt_tokens=10)] for r in self.replies
+        ]
+
+    def count_tokens(self, texts):
+        return [len(t.split()) for t in texts]
+
+
+def test_judge_batch_one_greedy_call():
+    judge = FakeJudge(["Judgement: correct", "**Judgement:** Wrong", "I cannot tell."])
+    out = judge_batch(judge, ["p1", None, "p3"], ["1", "2", "3"], ["r1", "r2", "r3"], max_new_tokens=64)
+    assert out == ["correct", "wrong", "not_found"]
+    assert len(judge.calls) == 1
+    prompts, params = judge.calls[0]
+    assert isinstance(params, SamplingParams)
+    assert params.temperature == 0.0 and params.n == 1 and params.max_new_tokens == 64
+    assert "p1" in prompts[0][1]["content"] and "Problem" not in prompts[1][1]["content"]
+
+
+def test_judge_batch_edge_cases():
+    judge = FakeJudge([])
+    assert judge_batch(judge, None, [], []) == []
+    assert judge.calls == []
+    with pytest.raises(ValueError):
+        judge_batch(judge, None, ["1"], ["a", "b"])
+    with pytest.raises(ValueError):
+        judge_batch(judge, ["p"], ["1", "2"], ["a", "b"])
+
+
+def test_score_correctness_model():
+    judge = FakeJudge(["Judgement: correct", "Judgement: not_found", "Judgement: wrong"])
+    cfg = {"name": "t", "correctness": "model", "verifier": {"max_new_tokens": 32, "last_lines": 3}}
+    res = score_correctness(cfg, ["1", "2", "3"], ["a", "b", "c"], judge=judge)
+    assert res.correct == [True, False, False]
+    assert res.judgements == ["correct", "not_found", "wrong"]
+    assert judge.calls[0][1].max_new_tokens == 32
+    with pytest.raises(ValueError, match="judge"):
+        score_correctness(cfg, ["1"], ["a"])
+
+
+def test_score_correctness_rule_uses_math_equal_batch(monkeypatch):
+    seen = {}
+
+    def fake_math_equal_batch(pairs, timeout=5.0, workers=None):
+        seen.update(pairs=pairs, timeout=timeout, workers=workers)
+        return [gold == pred for gold, pred in pairs]
+
+    fake = types.ModuleType("longcot.grading")
+    fake.math_equal_batch = fake_math_equal_batch
+    monkeypatch.setitem(sys.modules, "longcot.grading", fake)
+    res = score_correctness({"name": "t"}, ["1", "2"], ["1", "3"], timeout=2.0, workers=1)
+    assert res.correct == [True, False] and res.judgements is None
+    assert seen == {"pairs": [("1", "1"), ("2", "3")], "timeout": 2.0, "workers": 1}
+
+
+def test_score_correctness_rule_real_grader():
+    grading = pytest.importorskip("longcot.grading")
+    if not hasattr(grading, "math_equal_batch"):
+        pytest.skip("longcot.grading.math_equal_batch not available yet")
+    res = score_correctness({"name": "t"}, ["42"], ["The answer is \\boxed{42}."], workers=1)
+    assert res.correct == [True]
