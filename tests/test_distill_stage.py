@@ -1,0 +1,58 @@
+"""The distill stage end to end: the tiny HF model as teacher, re-runs, force, config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from hydra import compose, initialize_config_dir
+
+from longcot.config.loading import CONF_DIR
+from longcot.distill.shards import Shard
+from longcot.stages import distill as stage
+from tests.test_distill_sampling import distill_cfg
+
+
+def test_tiny_hf_teacher_runs_the_same_stage(tmp_path: Path) -> None:
+    overrides = ["stage=distill", "model=tiny", "generation=hf", "generation.device=cpu", "data=toy", "data.toy_size=3",
+                 "distill.n=2", "distill.max_new_tokens=8", f"output_root={tmp_path}", "distill.print_table=false"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    out = stage.run(cfg)
+    run_dir = Path(out["dir"]).parent
+    assert run_dir.parent.name == "tiny" and run_dir.name.startswith("toy-")
+    shard_rows = Shard(0, 1).rows_path(run_dir).read_text().splitlines()
+    assert len(shard_rows) == 6 and all('"finish_reason": "length"' in r or '"finish_reason": "stop"' in r for r in shard_rows)
+    table = pq.read_table(Path(out["dir"]) / "n2/data.parquet")  # written even if the random model is never right
+    assert table.num_rows == out["datasets"]["2"]["responses_kept"]
+    assert out["datasets"]["2"]["candidates"] == 6
+
+
+def test_rerun_skips_sampling_and_adds_derived_datasets(tmp_path: Path) -> None:
+    first = stage.run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "distill.derive_n=[]"))
+    run_dir = Path(first["dir"]).parent
+    marker = Shard(0, 4).done_path(run_dir)
+    before = marker.stat().st_mtime_ns
+    second = stage.run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "distill.derive_n=[2,4]"))
+    assert Path(second["dir"]).parent == run_dir and marker.stat().st_mtime_ns == before  # not resampled
+    assert sorted(second["datasets"], key=int) == ["2", "4", "8"]
+    assert second["datasets"]["8"] == first["datasets"]["8"]
+    # another selection setting: a new selection directory over the same samples
+    capped = stage.run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "distill.max_per_prompt=1"))
+    assert Path(capped["dir"]).parent == run_dir and capped["dir"] != first["dir"]
+    assert capped["datasets"]["8"]["responses_kept"] == capped["datasets"]["8"]["prompts_kept"] <= 10
+    forced = stage.run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "force=true"))
+    assert marker.stat().st_mtime_ns != before and forced["datasets"]["8"] == first["datasets"]["8"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("distill.mode=guess", r"distill.mode='guess'; valid: sample, constructed, silver"),
+    ("distill.format=csv", r"distill.format='csv'; valid: parquet, jsonl"),
+    ("distill.derive_n=[0]", r"distill.derive_n=\[0\] must lie in 1..distill.n=16"),
+    ("distill.constructed.action_model=gpt-9", r"distill.constructed.action_model='gpt-9': not a conf/model option"),
+])
+def test_config_errors_name_the_key(tmp_path: Path, override: str, message: str) -> None:
+    extra = ["distill.mode=constructed"] if "constructed" in override else []
+    with pytest.raises(ValueError, match=message):
+        stage.run(distill_cfg(tmp_path, "data.toy_size=3", *extra, override))
