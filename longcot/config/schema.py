@@ -31,8 +31,8 @@ class ModelConfig:
     role: str = "policy"  # policy | teacher | verifier
     # tiny-model shape (used only when path == "tiny")
     tiny_seed: int = 0
-    tiny_hidden_size: int = 64
-    tiny_layers: int = 2
+    tiny_hidden_size: int = 128
+    tiny_layers: int = 3
     tiny_heads: int = 4
     tiny_vocab_size: int = 1024
     tiny_max_position: int = 2048

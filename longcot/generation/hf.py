@@ -1,0 +1,324 @@
+"""HF transformers generation backend (CPU or GPU).
+
+Sampling is done by :class:`PerRowSampler`, a ``LogitsProcessor`` that ``model.generate`` runs in
+greedy mode (``do_sample=False``): for each row it applies temperature and top-p, draws the next
+token with the Gumbel-max trick from that row's own ``torch.Generator`` (seeded with
+:func:`~longcot.generation.base.sample_seed`; one uniform per vocabulary entry per step), and
+returns scores that are ``-inf`` everywhere except the drawn token, so greedy selection picks it.
+Row ``r`` of a batch therefore consumes the random stream of its own (prompt seed, sample index)
+and nothing else: a sample is the same whatever batch it lands in, up to float noise from padding
+(see below).
+``generate`` never reorders rows in greedy/sampling mode (only beam search does).
+
+Temperature 0 is greedy (argmax, no random draws); top-p keeps the smallest set of most likely
+tokens whose mass reaches ``top_p`` (always at least the top token), so a tiny ``top_p`` is greedy.
+
+Completions:
+
+* ``token_ids``: the generated ids up to and *including* the first EOS (any id of the generation
+  config's / tokenizer's EOS set); nothing after it (generate pads finished rows). So
+  ``num_tokens`` counts the EOS as a generated token.
+* ``finish_reason``: ``"stop"`` if an EOS was generated, ``"length"`` if the row reached its token
+  budget without one (then ``num_tokens == budget``).
+* ``text``: ``decode(token_ids, skip_special_tokens=True)``.
+* ``prompt_tokens``: length of the chat-templated prompt, without padding.
+
+Budget: ``max_new_tokens`` is clamped per prompt to ``max_position_embeddings - prompt_tokens``
+(warned once); a batch generates up to its largest row budget and each row is cut back to its own,
+which keeps results independent of the batch composition.
+
+Batch invariance caveat: a row's logits in a left-padded batch can differ from the unpadded ones
+in the last float bits (different reduction lengths). With Gumbel-max a sampled token only changes
+if the two best perturbed scores are within that noise (or a greedy argmax is a near-tie), or a
+token at the top-p boundary that flips in/out would have won: rare, not impossible. Samples are
+bit-for-bit stable for a fixed batch composition and device.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from transformers import LogitsProcessor
+
+from longcot.generation.base import Completion, Prompt, SamplingParams, prompt_seed, sample_seed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from longcot.config.schema import GenerationConfig, ModelConfig
+
+log = logging.getLogger(__name__)
+
+# Used only when a tokenizer has no chat template (e.g. a base model): contents joined by blank lines.
+_FALLBACK_SEPARATOR = "\n\n"
+_warned_no_template: set[int] = set()
+
+
+def render_prompt(tokenizer: "PreTrainedTokenizerBase", prompt: Prompt) -> str:
+    """The chat-templated prompt text, with the generation prompt (assistant header) appended."""
+    messages = [dict(m) for m in prompt]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if id(tokenizer) not in _warned_no_template:
+        _warned_no_template.add(id(tokenizer))
+        log.warning("tokenizer %s has no chat template; joining message contents with blank lines",
+                    getattr(tokenizer, "name_or_path", "?"))
+    return _FALLBACK_SEPARATOR.join(m["content"] for m in messages) + _FALLBACK_SEPARATOR
+
+
+def encode_prompt(tokenizer: "PreTrainedTokenizerBase", prompt: Prompt) -> list[int]:
+    """Token ids of the rendered prompt (the template carries BOS itself, so no special tokens added)."""
+    return list(tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"])
+
+
+def eos_token_ids(tokenizer: "PreTrainedTokenizerBase", model: Any = None) -> list[int]:
+    """Union of the tokenizer's EOS and the model generation config's EOS ids (ordered, unique)."""
+    ids: list[int] = []
+    cand: list[Any] = []
+    gen_cfg = getattr(model, "generation_config", None) if model is not None else None
+    if gen_cfg is not None:
+        cand.append(gen_cfg.eos_token_id)
+    cand.append(tokenizer.eos_token_id)
+    for c in cand:
+        for i in (c if isinstance(c, (list, tuple)) else [c]):
+            if i is not None and int(i) not in ids:
+                ids.append(int(i))
+    if not ids:
+        raise ValueError("no EOS token id in the tokenizer or the model's generation config")
+    return ids
+
+
+class PerRowSampler(LogitsProcessor):
+    """LogitsProcessor: temperature + top-p sampling with one seeded generator per batch row.
+
+    Each step, row ``r`` draws one uniform per vocabulary entry from its own generator and picks
+    ``argmax_i log p_i + Gumbel_i`` over the nucleus (the Gumbel-max trick, an exact sample of the
+    renormalized nucleus distribution). Unlike inverse-CDF sampling, the result only moves under a
+    tiny perturbation of ``p`` (e.g. padding noise) if the two best perturbed scores are within that
+    noise, or if a token swapping in/out at the nucleus boundary would have won; near-equal
+    probabilities trading places have no effect. Generators live on the scores' device (created on
+    the first call), so CPU and CUDA runs draw different (but each reproducible) streams.
+
+    Returns ``-inf`` everywhere except the chosen token (0), for use with greedy ``generate``.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float) -> None:
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.seeds = [int(s) for s in seeds]
+        self.generators: list[torch.Generator] | None = None
+
+    def _generators(self, device: torch.device) -> list[torch.Generator]:
+        if self.generators is None:
+            self.generators = [torch.Generator(device=device).manual_seed(s) for s in self.seeds]
+        return self.generators
+
+    def choose(self, scores: torch.Tensor) -> torch.Tensor:
+        """Next token per row, shape ``(batch,)``."""
+        if scores.shape[0] != len(self.seeds):
+            raise RuntimeError(f"PerRowSampler built for {len(self.seeds)} rows, got {scores.shape[0]}")
+        if self.temperature == 0:
+            return scores.argmax(dim=-1)
+        logp = torch.log_softmax(scores.to(torch.float64) / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            probs = logp.exp()
+            sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+            keep_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) < self.top_p
+            keep_sorted[:, 0] = True
+            keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
+            logp = logp.masked_fill(~keep, float("-inf"))
+        vocab = scores.shape[-1]
+        # Gumbel(0, 1) = -log(-log U), in float32 (float64 log is slow on CPU), computed row by row
+        # so a row's noise never depends on its position in the batch; the clamp keeps U > 0.
+        gumbel = torch.stack(
+            [
+                torch.rand(vocab, generator=g, device=scores.device).clamp_(min=1e-30).log_().neg_().log_().neg_()
+                for g in self._generators(scores.device)
+            ]
+        )
+        return (logp + gumbel).argmax(dim=-1)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        chosen = self.choose(scores)
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(1, chosen.unsqueeze(-1), 0.0)
+        return out
+
+
+class HFGenerator:
+    """:class:`~longcot.generation.base.Generator` over a transformers causal LM."""
+
+    def __init__(
+        self,
+        model: "PreTrainedModel",
+        tokenizer: "PreTrainedTokenizerBase",
+        *,
+        batch_size: int = 16,
+        device: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = int(batch_size)
+        if device not in (None, "auto"):
+            self.model.to(device)
+        self.device = next(model.parameters()).device
+        self.eos_ids = eos_token_ids(tokenizer, model)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
+        bos = getattr(model.generation_config, "bos_token_id", None)
+        self.bos_id = bos if bos is not None else tokenizer.bos_token_id
+        self.max_positions: int | None = getattr(model.config, "max_position_embeddings", None)
+        self._warned_clamp = False
+
+    @classmethod
+    def from_config(cls, model_cfg: "ModelConfig", gen_cfg: "GenerationConfig") -> "HFGenerator":
+        from longcot.models.loading import load_model_and_tokenizer, resolve_device
+
+        device = resolve_device(gen_cfg.device)
+        model, tokenizer = load_model_and_tokenizer(model_cfg, device=device)
+        return cls(model, tokenizer, batch_size=gen_cfg.batch_size)
+
+    # ------------------------------------------------------------------ helpers
+    def render(self, prompt: Prompt) -> str:
+        return render_prompt(self.tokenizer, prompt)
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        return encode_prompt(self.tokenizer, prompt)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in enc]
+
+    def _budget(self, prompt_len: int, max_new_tokens: int) -> int:
+        if self.max_positions is None:
+            return max_new_tokens
+        room = int(self.max_positions) - prompt_len
+        if room < max_new_tokens:
+            if not self._warned_clamp:
+                self._warned_clamp = True
+                log.warning(
+                    "max_new_tokens=%d exceeds the context (%d positions) for a %d-token prompt; "
+                    "clamping to %d (warned once)",
+                    max_new_tokens, self.max_positions, prompt_len, max(room, 0),
+                )
+            return max(room, 0)
+        return max_new_tokens
+
+    def _clean_generation_config(self, max_new_tokens: int):
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            num_return_sequences=1,
+            use_cache=True,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            min_length=0,
+            eos_token_id=list(self.eos_ids),
+            pad_token_id=self.pad_id,
+            bos_token_id=self.bos_id,
+        )
+
+    # ------------------------------------------------------------------ generation
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams,
+        *,
+        seeds: Sequence[int] | None = None,
+        first_sample: int = 0,
+        progress: bool = True,
+    ) -> list[list[Completion]]:
+        from tqdm.auto import tqdm
+
+        if seeds is None:
+            seeds = [prompt_seed(params.seed, str(i)) for i in range(len(prompts))]
+        if len(seeds) != len(prompts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        if first_sample < 0:
+            raise ValueError(f"first_sample must be >= 0, got {first_sample}")
+
+        encoded = [self.encode(p) for p in prompts]
+        results: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
+        # One job per (prompt, sample): (prompt index, k, sample index, seed, budget).
+        jobs = []
+        for i, ids in enumerate(encoded):
+            budget = self._budget(len(ids), params.max_new_tokens)
+            for k in range(params.n):
+                s = first_sample + k
+                if budget < 1:
+                    results[i][k] = Completion("", (), "length", len(ids), s)
+                else:
+                    jobs.append((i, k, s, sample_seed(int(seeds[i]), s), budget))
+        # Longest prompts first, so each batch pads little and OOMs (if any) show up early.
+        jobs.sort(key=lambda j: (-len(encoded[j[0]]), j[0], j[1]))
+        batches = [jobs[b : b + self.batch_size] for b in range(0, len(jobs), self.batch_size)]
+
+        saved_gen_cfg = self.model.generation_config
+        try:
+            from transformers import GenerationConfig
+
+            # generate() fills unset options from model.generation_config (e.g. a checkpoint's
+            # repetition_penalty or top_k): swap in a neutral one so only our sampler decides.
+            self.model.generation_config = GenerationConfig(
+                eos_token_id=list(self.eos_ids), pad_token_id=self.pad_id, bos_token_id=self.bos_id
+            )
+            for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
+                for (i, k, s, _seed, _b), comp in zip(batch, self._run_batch(batch, encoded, params)):
+                    results[i][k] = comp
+        finally:
+            self.model.generation_config = saved_gen_cfg
+        return [[c for c in row if c is not None] for row in results]
+
+    def _run_batch(self, batch, encoded, params: SamplingParams) -> list[Completion]:
+        from transformers import LogitsProcessorList
+
+        lengths = [len(encoded[i]) for i, *_ in batch]
+        width = max(lengths)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, (i, *_rest) in enumerate(batch):
+            ids = encoded[i]
+            input_ids[r, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[r, width - len(ids) :] = 1
+        budgets = [b for *_x, b in batch]
+        sampler = PerRowSampler([seed for *_x, seed, _b in batch], params.temperature, params.top_p)
+        out = self.model.generate(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            generation_config=self._clean_generation_config(max(budgets)),
+            logits_processor=LogitsProcessorList([sampler]),
+        )
+        generated = out[:, width:].tolist()
+        eos = set(self.eos_ids)
+        token_lists: list[list[int]] = []
+        reasons: list[str] = []
+        for row, budget in zip(generated, budgets):
+            row = row[:budget]
+            stop = next((j for j, t in enumerate(row) if t in eos), None)
+            if stop is None:
+                assert len(row) == budget, (len(row), budget)
+                token_lists.append(row)
+                reasons.append("length")
+            else:
+                token_lists.append(row[: stop + 1])
+                reasons.append("stop")
+        texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
+        return [
+            Completion(text, tuple(toks), reason, plen, s)  # type: ignore[arg-type]
+            for (i, k, s, _seed, _b), toks, reason, text, plen in zip(batch, token_lists, reasons, texts, lengths)
+        ]
+
+
+def build(model_cfg: "ModelConfig", gen_cfg: "GenerationConfig") -> HFGenerator:
+    """Backend entry point used by :func:`longcot.generation.build_generator`."""
+    return HFGenerator.from_config(model_cfg, gen_cfg)
