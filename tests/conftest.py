@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from longcot.data import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("LONGCOT_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED = shared_data_dir()
 
 
 def shared_file(relative: str) -> Path:

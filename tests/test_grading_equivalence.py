@@ -15,14 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from longcot.data import shared_data_dir
+
 from longcot.grading import GraderPool, math_equal, math_equal_batch
 
 WORKERS = 2
-
-
-def shared_data_dir() -> Path:
-    env = os.environ.get("LONGCOT_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 EQUIV_CASES = shared_data_dir() / "grader_cases" / "equiv_cases.jsonl"

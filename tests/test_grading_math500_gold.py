@@ -7,19 +7,14 @@ repository root).
 from __future__ import annotations
 
 import json
-import os
 import random
-from pathlib import Path
 
 import pytest
 
+from longcot.data import shared_data_dir
+
 from longcot.grading import math_equal_batch
 from longcot.grading.extract import normalize_answer
-
-
-def shared_data_dir() -> Path:
-    env = os.environ.get("LONGCOT_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 MATH500 = shared_data_dir() / "math500" / "test.jsonl"

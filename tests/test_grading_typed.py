@@ -7,17 +7,12 @@ Data: `<shared>/data/{theoremqa/test.json, mmlu_pro_1k/test.jsonl, aime24/test.j
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
+from longcot.data import shared_data_dir
+
 from longcot.grading import THEOREMQA_ANSWER_TYPES, grade_aime, grade_mmlu_pro, grade_theoremqa
-
-
-def shared_data_dir() -> Path:
-    env = os.environ.get("LONGCOT_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _load(relative: str) -> list[dict]:

@@ -69,6 +69,17 @@ def prompt_seed(base_seed: int, prompt_key: str) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
+def resolve_seeds(n_prompts: int, params: SamplingParams, seeds: Sequence[int] | None, first_sample: int = 0) -> list[int]:
+    """Per-prompt seeds for a ``generate`` call (default: ``prompt_seed(params.seed, str(i))``), validated."""
+    if first_sample < 0:
+        raise ValueError(f"first_sample must be >= 0, got {first_sample}")
+    if seeds is None:
+        return [prompt_seed(params.seed, str(i)) for i in range(n_prompts)]
+    if len(seeds) != n_prompts:
+        raise ValueError(f"got {len(seeds)} seeds for {n_prompts} prompts")
+    return [int(s) for s in seeds]
+
+
 class Generator(Protocol):
     """A generation backend."""
 

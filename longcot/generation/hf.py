@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from transformers import LogitsProcessor
 
-from longcot.generation.base import Completion, Prompt, SamplingParams, prompt_seed, sample_seed
+from longcot.generation.base import (
+    Completion,
+    Prompt,
+    SamplingParams,
+    resolve_seeds,
+    sample_seed,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -240,12 +246,7 @@ class HFGenerator:
     ) -> list[list[Completion]]:
         from tqdm.auto import tqdm
 
-        if seeds is None:
-            seeds = [prompt_seed(params.seed, str(i)) for i in range(len(prompts))]
-        if len(seeds) != len(prompts):
-            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
-        if first_sample < 0:
-            raise ValueError(f"first_sample must be >= 0, got {first_sample}")
+        seeds = resolve_seeds(len(prompts), params, seeds, first_sample)
 
         encoded = [self.encode(p) for p in prompts]
         results: list[list[Completion | None]] = [[None] * params.n for _ in prompts]

@@ -40,7 +40,13 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from longcot.generation.base import Completion, Prompt, SamplingParams, prompt_seed, sample_seed
+from longcot.generation.base import (
+    Completion,
+    Prompt,
+    SamplingParams,
+    resolve_seeds,
+    sample_seed,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from longcot.config.schema import GenerationConfig, ModelConfig
@@ -279,12 +285,7 @@ class SyntheticGenerator:
     ) -> list[list[Completion]]:
         from tqdm.auto import tqdm
 
-        if seeds is None:
-            seeds = [prompt_seed(params.seed, str(i)) for i in range(len(prompts))]
-        if len(seeds) != len(prompts):
-            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
-        if first_sample < 0:
-            raise ValueError(f"first_sample must be >= 0, got {first_sample}")
+        seeds = resolve_seeds(len(prompts), params, seeds, first_sample)
         out: list[list[Completion]] = []
         for prompt, seed in tqdm(list(zip(prompts, seeds)), desc="synthetic", unit="prompt", disable=not progress):
             prompt_tokens = sum(len(tokenize(m["content"])) for m in prompt)

@@ -24,7 +24,13 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
-from longcot.generation.base import Completion, Prompt, SamplingParams, prompt_seed, sample_seed
+from longcot.generation.base import (
+    Completion,
+    Prompt,
+    SamplingParams,
+    resolve_seeds,
+    sample_seed,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from longcot.config.schema import GenerationConfig, ModelConfig
@@ -123,10 +129,7 @@ class VLLMGenerator:
     ) -> list[list[Completion]]:
         import vllm
 
-        if seeds is None:
-            seeds = [prompt_seed(params.seed, str(i)) for i in range(len(prompts))]
-        if len(seeds) != len(prompts):
-            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        seeds = resolve_seeds(len(prompts), params, seeds, first_sample)
         encoded = [self._encode(self.tokenizer, p) for p in prompts]
         results: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
         requests: list[dict[str, Any]] = []

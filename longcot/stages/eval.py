@@ -43,14 +43,16 @@ def benchmark_configs(cfg: DictConfig) -> list[DictConfig]:
 
 def sampling_params(bench: DictConfig, gen: DictConfig) -> SamplingParams:
     """The benchmark's sampling settings, with any ``generation.*`` override applied."""
-    pick = lambda override, default: default if override is None else override  # noqa: E731
-    return SamplingParams(
-        temperature=pick(gen.temperature, bench.temperature),
-        top_p=pick(gen.top_p, bench.top_p),
-        max_new_tokens=pick(gen.max_new_tokens, bench.max_new_tokens),
-        n=pick(gen.n, bench.num_samples),
+    from longcot.generation import apply_overrides
+
+    base = SamplingParams(
+        temperature=bench.temperature,
+        top_p=bench.top_p,
+        max_new_tokens=bench.max_new_tokens,
+        n=bench.num_samples,
         seed=bench.seed,
     )
+    return apply_overrides(base, gen)
 
 
 def summarise(problems: list[Problem], rows: list[dict[str, Any]], n: int, keywords: list[str]) -> dict[str, Any]:
