@@ -75,11 +75,14 @@ def test_selection_is_nested_in_n(spec, dedupe, cap, keep_truncated, n1, n2) -> 
 
 def test_teacher_settings_precedence(tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        qwq = compose("config", overrides=["stage=distill", "model=qwq-32b-preview"])
-        short = compose("config", overrides=["stage=distill", "model=qwen2.5-math-72b-instruct", "generation.top_p=0.5"])
-        other = compose("config", overrides=["stage=distill", "model=tiny", "distill.temperature=0.3"])
+        qwq = compose("config", overrides=["stage=distill", "scale=full", "model=qwq-32b-preview"])
+        short = compose("config", overrides=["stage=distill", "scale=full", "model=qwen2.5-math-72b-instruct", "generation.top_p=0.5"])
+        other = compose("config", overrides=["stage=distill", "scale=full", "model=tiny", "distill.temperature=0.3"])
+        smoke = compose("config", overrides=["stage=distill", "scale=smoke", "model=qwq-32b-preview"])
     p = teacher_plan(qwq).params
     assert (p.temperature, p.top_p, p.max_new_tokens) == (1.0, 0.95, 8192)
+    p = teacher_plan(smoke).params  # smoke scale caps new tokens, never N
+    assert (p.temperature, p.max_new_tokens, p.n) == (1.0, 256, teacher_plan(qwq).params.n)
     p = teacher_plan(short).params
     assert (p.temperature, p.top_p, p.max_new_tokens) == (0.7, 0.5, 4096)  # generation.* wins
     p = teacher_plan(other).params

@@ -149,6 +149,16 @@ class LoggerConfig:
 
 
 @dataclass
+class ScaleConfig:
+    """Caps on every stage's work: ``smoke`` (the CPU default) or ``full`` (no caps)."""
+
+    name: str = MISSING
+    max_problems: Optional[int] = None  # problems / prompts per benchmark or prompt set
+    max_new_tokens: Optional[int] = None
+    max_samples: Optional[int] = None  # samples per problem (eval)
+
+
+@dataclass
 class StageConfig:
     """Which stage a run executes."""
 
@@ -181,6 +191,7 @@ class LongcotConfig:
     cluster: ClusterConfig = MISSING
     logger: LoggerConfig = MISSING
     stage: StageConfig = MISSING
+    scale: ScaleConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     output_root: str = "runs"
@@ -198,6 +209,7 @@ SCHEMAS: dict[str, type] = {
     "cluster": ClusterConfig,
     "logger": LoggerConfig,
     "stage": StageConfig,
+    "scale": ScaleConfig,
 }
 
 

@@ -27,11 +27,12 @@ from omegaconf import DictConfig, OmegaConf
 from longcot import runs
 from longcot.data.records import Problem
 from longcot.distill.config import FORMATS, MODES
+from longcot.config.scale import cap_problems
 from longcot.distill.sampling import Selection, TeacherPlan, grade_rows, teacher_plan
 from longcot.distill.shards import Shard, all_shards, read_marker, run_in_processes, run_shard
 
 log = logging.getLogger(__name__)
-IDENTITY_KEYS = ["model", "generation", "data"]
+IDENTITY_KEYS = ["model", "generation", "data", "scale"]
 
 
 def _container(node: Any) -> Any:
@@ -125,6 +126,7 @@ def load_problems(cfg: DictConfig, run_dir: Path) -> tuple[list[Problem], dict[s
                 runs.write_json(cache, {"removed_ids": sorted(removed)})
             problems = [p for p in problems if p.id not in removed]
             info["near_duplicates_removed"] = len(removed)
+    problems = cap_problems(problems, cfg.scale)
     if not problems:
         raise ValueError(f"data {cfg.data.name}: no prompts loaded")
     return problems, info

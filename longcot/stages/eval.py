@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
 from longcot.analysis.reflection import keyword_frequency
+from longcot.config.scale import cap_problems, cap_sampling
 from longcot.data import Problem, load_benchmark
 from longcot.data.prompts import chat_prompt
 from longcot.generation.base import Completion, SamplingParams, prompt_seed
@@ -25,7 +26,7 @@ from longcot.grading import extract_answer
 from longcot.grading.by_kind import grade_batch
 
 log = logging.getLogger(__name__)
-IDENTITY_KEYS = ["model", "generation"]
+IDENTITY_KEYS = ["model", "generation", "scale"]
 
 
 def benchmark_configs(cfg: DictConfig) -> list[DictConfig]:
@@ -41,8 +42,8 @@ def benchmark_configs(cfg: DictConfig) -> list[DictConfig]:
     return out
 
 
-def sampling_params(bench: DictConfig, gen: DictConfig) -> SamplingParams:
-    """The benchmark's sampling settings, with any ``generation.*`` override applied."""
+def sampling_params(bench: DictConfig, gen: DictConfig, scale: DictConfig) -> SamplingParams:
+    """The benchmark's sampling settings, with any ``generation.*`` override applied, capped by the scale."""
     from longcot.generation import apply_overrides
 
     base = SamplingParams(
@@ -52,7 +53,7 @@ def sampling_params(bench: DictConfig, gen: DictConfig) -> SamplingParams:
         n=bench.num_samples,
         seed=bench.seed,
     )
-    return apply_overrides(base, gen)
+    return cap_sampling(apply_overrides(base, gen), scale)
 
 
 def summarise(problems: list[Problem], rows: list[dict[str, Any]], n: int, keywords: list[str]) -> dict[str, Any]:
@@ -93,10 +94,10 @@ def _std(xs: list[float]) -> float:
 
 def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_dir: Path) -> dict[str, Any]:
     """Generate, grade and write one benchmark's outputs into ``run_dir``; returns the summary."""
-    problems = load_benchmark(bench)
+    problems = cap_problems(load_benchmark(bench), cfg.scale)
     if not problems:
         raise ValueError(f"benchmark {bench.name}: no problems loaded")
-    params = sampling_params(bench, cfg.generation)
+    params = sampling_params(bench, cfg.generation, cfg.scale)
     prompts = [chat_prompt(p, bench.system_prompt, bench.prompt_template) for p in problems]
     seeds = [prompt_seed(params.seed, p.id) for p in problems]
     log.info("%s: %d problems x %d samples, max_new_tokens=%d", bench.name, len(problems), params.n, params.max_new_tokens)
@@ -165,16 +166,16 @@ def run(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         results[bench.name] = summary
         log.info("%s: wrote %s", bench.name, run_dir)
     if cfg.eval.print_table:
-        print_table(cfg.model.name, results)
+        print_table(cfg.model.name, cfg.scale.name, results)
     return results
 
 
-def print_table(model: str, results: dict[str, dict[str, Any]]) -> None:
+def print_table(model: str, scale: str, results: dict[str, dict[str, Any]]) -> None:
     """A rich table of accuracy, length, truncation and reflection frequency per benchmark."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"longcot eval: {model}")
+    table = Table(title=f"longcot eval: {model} (scale={scale})")
     for col in ("benchmark", "problems", "samples", "accuracy", "± se", "mean tokens", "truncated", "'wait'/resp"):
         table.add_column(col, justify="right")
     for name, s in results.items():

@@ -1,0 +1,92 @@
+"""The eval stage end to end: real tiny model and the synthetic backend, real grader, run identity."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from longcot.config.loading import CONF_DIR
+from longcot.config.schema import register_configs
+from longcot.stages.eval import run
+
+REPO = Path(__file__).resolve().parents[1]
+register_configs()
+FIELDS = {"problem_id", "sample_index", "prompt", "response", "extracted_answer", "gold", "correct", "tokens",
+          "prompt_tokens", "finish_reason"}
+
+
+def _cfg(root: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=[f"output_root={root}", "eval.print_table=false", "eval.grader_workers=1", *overrides])
+
+
+def _only_dir(root: Path, pattern: str) -> Path:
+    (d,) = list(root.glob(pattern))
+    return d
+
+
+def test_tiny_model_eval_writes_samples_summary_and_done(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "benchmark=toy", "benchmark.limit=3", "benchmark.num_samples=2", "generation.max_new_tokens=12")
+    results = run(cfg)
+    out = _only_dir(tmp_path, "eval/tiny/toy-*")
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(set(r) == FIELDS for r in rows)
+    assert sorted((r["problem_id"], r["sample_index"]) for r in rows) == sorted(
+        (pid, k) for pid in {r["problem_id"] for r in rows} for k in (0, 1))
+    for r in rows:
+        assert 1 <= r["tokens"] <= 12 and r["finish_reason"] in ("stop", "length")
+        assert r["finish_reason"] == "stop" or r["tokens"] == 12
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accuracy"] == results["toy"]["accuracy"]
+    assert summary["num_problems"] == 3 and summary["samples_per_problem"] == 2
+    assert summary["mean_tokens"] == pytest.approx(sum(r["tokens"] for r in rows) / 6)
+    assert set(summary["reflection"]) == {"wait", "recheck", "alternatively", "retry", "however"}
+    assert (out / "DONE").is_file() and (out / "config.yaml").is_file()
+
+
+def test_relaunch_skips_finished_work_and_force_redoes_it(tmp_path: Path) -> None:
+    args = ("benchmark=toy", "benchmark.limit=2", "benchmark.num_samples=1", "generation.max_new_tokens=4")
+    run(_cfg(tmp_path, *args))
+    samples = _only_dir(tmp_path, "eval/tiny/toy-*") / "samples.jsonl"
+    stamp = samples.stat().st_mtime_ns
+    run(_cfg(tmp_path, *args))
+    assert samples.stat().st_mtime_ns == stamp
+    run(_cfg(tmp_path, *args, "force=true"))
+    assert samples.stat().st_mtime_ns != stamp
+    run(_cfg(tmp_path, *args[:-1], "generation.max_new_tokens=5"))  # another config, another run
+    assert len(list(tmp_path.glob("eval/tiny/toy-*"))) == 2
+
+
+@pytest.mark.parametrize("error_rate,expected", [(0.0, 1.0), (1.0, 0.0)])
+def test_grading_pipeline_scores_a_checkable_backend(tmp_path: Path, error_rate: float, expected: float) -> None:
+    """The synthetic teacher answers toy problems right (error_rate 0) or wrong (1): accuracy must follow."""
+    cfg = _cfg(tmp_path, "benchmark=toy", "benchmark.limit=10", "generation=synthetic", f"generation.error_rate={error_rate}",
+               "model.name=synthetic", "scale=full", "benchmark.max_new_tokens=4096")
+    summary = run(cfg)["toy"]
+    assert summary["accuracy"] == expected
+    assert summary["extracted_rate"] == 1.0 and summary["truncation_rate"] == 0.0
+    assert summary["reflection"]["wait"]["response_rate"] > 0  # long style writes "Wait, let me recheck"
+
+
+def test_several_benchmarks_in_one_run_and_smoke_scale(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "generation=synthetic", "model.name=synthetic", "eval.benchmarks=[aime24,mmlu_pro_1k,toy]")
+    results = run(cfg)
+    assert set(results) == {"math500", "aime24", "mmlu_pro_1k", "toy"}
+    for name, s in results.items():
+        assert s["num_problems"] == 20 and s["samples_per_problem"] == 4  # smoke scale caps
+        assert s["sampling"]["max_new_tokens"] == 256
+        assert (_only_dir(tmp_path, f"eval/synthetic/{name}-*") / "DONE").is_file()
+
+
+def test_cli_main_job_prints_table(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "longcot", f"output_root={tmp_path}", "benchmark=toy", "scale.max_problems=2",
+         "scale.max_samples=1", "scale.max_new_tokens=4", "eval.grader_workers=1"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "longcot eval: tiny (scale=smoke)" in proc.stdout and "toy" in proc.stdout
