@@ -189,4 +189,5 @@ def print_table(model: str, scale: str, results: dict[str, dict[str, Any]]) -> N
             f"{100 * s['truncation_rate']:.1f}%",
             f"{s['reflection'].get('wait', {}).get('per_response', 0.0):.2f}",
         )
-    Console().print(table)
+    console = Console()
+    Console(width=max(console.width, 110)).print(table)  # don't squeeze columns when piped
