@@ -90,3 +90,14 @@ def test_cli_main_job_prints_table(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "longcot eval: tiny (scale=smoke)" in proc.stdout and "toy" in proc.stdout
+
+
+def test_wandb_logger_records_an_offline_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = _cfg(tmp_path, "benchmark=toy", "benchmark.limit=2", "benchmark.num_samples=1", "generation.max_new_tokens=4",
+               "logger=wandb")
+    run(cfg)
+    out = _only_dir(tmp_path, "eval/tiny/toy-*")
+    (offline,) = list((out / "wandb").glob("offline-run-*"))
+    assert list(offline.glob("*.wandb")), "wandb wrote no run file"

@@ -1,7 +1,5 @@
 """The model-based verifier (§5): judge prompt, verdict parsing, batched judging, correctness sources."""
 
-import sys
-import types
 
 import pytest
 
@@ -127,24 +125,18 @@ def test_score_correctness_model():
         score_correctness(cfg, ["1"], ["a"])
 
 
-def test_score_correctness_rule_uses_math_equal_batch(monkeypatch):
-    seen = {}
-
-    def fake_math_equal_batch(pairs, timeout=5.0, workers=None):
-        seen.update(pairs=pairs, timeout=timeout, workers=workers)
-        return [gold == pred for gold, pred in pairs]
-
-    fake = types.ModuleType("longcot.grading")
-    fake.math_equal_batch = fake_math_equal_batch
-    monkeypatch.setitem(sys.modules, "longcot.grading", fake)
-    res = score_correctness({"name": "t"}, ["1", "2"], ["1", "3"], timeout=2.0, workers=1)
-    assert res.correct == [True, False] and res.judgements is None
-    assert seen == {"pairs": [("1", "1"), ("2", "3")], "timeout": 2.0, "workers": 1}
-
-
 def test_score_correctness_rule_real_grader():
-    grading = pytest.importorskip("longcot.grading")
-    if not hasattr(grading, "math_equal_batch"):
-        pytest.skip("longcot.grading.math_equal_batch not available yet")
-    res = score_correctness({"name": "t"}, ["42"], ["The answer is \\boxed{42}."], workers=1)
-    assert res.correct == [True]
+    res = score_correctness({"name": "t"}, ["42", "\\frac{1}{2}", "7"], ["The answer is \\boxed{42}.", "so \\boxed{0.5}", "\\boxed{8}"], workers=1)
+    assert res.correct == [True, True, False] and res.judgements is None
+
+
+def test_judge_batch_through_the_real_hf_backend():
+    """The judge path end to end on the tiny model: one greedy batch, a verdict per response, deterministic."""
+    from longcot.config.schema import GenerationConfig, ModelConfig
+    from longcot.generation import build_generator
+
+    gen = build_generator(ModelConfig(name="tiny", path="tiny"), GenerationConfig(backend="hf", device="cpu"))
+    args = (["p1", "p2"], ["1", "2"], ["so \\boxed{1}", "maybe 3"])
+    first = judge_batch(gen, *args, max_new_tokens=8, progress=False)
+    assert first == judge_batch(gen, *args, max_new_tokens=8, progress=False)
+    assert len(first) == 2 and set(first) <= {"correct", "wrong", "not_found"}
