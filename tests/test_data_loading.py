@@ -105,3 +105,20 @@ def test_missing_local_path_is_a_clear_error() -> None:
 def test_unknown_group_option_lists_valid() -> None:
     with pytest.raises(ValueError, match="valid: .*math500"):
         load_group_option("benchmark", "gsm8k", BenchmarkConfig)
+
+
+def test_dataset_id_path_goes_through_datasets(tmp_path: Path) -> None:
+    """With no local file, a benchmark loads through ``datasets.load_dataset(dataset_id, split=...)``; a
+    dataset folder on disk exercises the same call offline (a hub id needs the network)."""
+    rows = [json.loads(line) for line in shared_file("aime24/test.jsonl").read_text().splitlines()[:5]]
+    ds_dir = tmp_path / "aime_2024"
+    ds_dir.mkdir()
+    (ds_dir / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_group_option("benchmark", "aime24", BenchmarkConfig)
+    cfg.shared_file = None
+    cfg.dataset_id = str(ds_dir)
+    problems = load_benchmark(cfg)
+    assert [p.answer for p in problems] == [str(r["answer"]) for r in rows]
+    cfg.split = "validation"
+    with pytest.raises(DataError, match="could not load dataset .*split='validation'"):
+        load_benchmark(cfg)
