@@ -28,3 +28,15 @@ def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ["LONGCOT_CACHE"] = str(tmp_path_factory.mktemp("longcot-cache"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The tiny model gains nothing from intra-op threads, and on a busy 2-core box OpenMP
+    spin-waiting makes it 20x+ slower; restored after the module."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

@@ -24,14 +24,7 @@ from longcot.generation.hf import HFGenerator, PerRowSampler, encode_prompt
 from longcot.models.loading import load_model_and_tokenizer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The tiny model gains nothing from intra-op threads, and on a busy 2-core box OpenMP
-    spin-waiting makes it 20x+ slower; restored after this module."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PROMPTS = [
     [{"role": "user", "content": "What is 1 + 1?"}],

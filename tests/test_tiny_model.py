@@ -15,14 +15,7 @@ from longcot.config.schema import ModelConfig
 from longcot.models import loading, tiny
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The tiny model gains nothing from intra-op threads, and on a busy 2-core box OpenMP
-    spin-waiting makes it 20x+ slower; restored after this module."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
