@@ -47,6 +47,7 @@ def test_tiny_model_eval_writes_samples_summary_and_done(tmp_path: Path) -> None
     assert summary["mean_tokens"] == pytest.approx(sum(r["tokens"] for r in rows) / 6)
     assert set(summary["reflection"]) == {"wait", "recheck", "alternatively", "retry", "however"}
     assert (out / "DONE").is_file() and (out / "config.yaml").is_file()
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_relaunch_skips_finished_work_and_force_redoes_it(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The eval stage: sample responses on benchmarks, grade them, summarise (paper App. E settings).
 
 Per benchmark it writes ``samples.jsonl`` (one row per sample), ``summary.json`` and the
-resolved ``config.yaml`` into ``<output_root>/eval/<model>/<benchmark>-<hash>/``, then ``DONE``.
+resolved ``config.yaml`` and a ``summary.png`` (lengths, reflection keywords) into ``<output_root>/eval/<model>/<benchmark>-<hash>/``, then ``DONE``.
 An identical re-launch skips a benchmark whose directory is done (``force=true`` redoes it).
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
+from longcot.analysis.plots import plot_eval
 from longcot.analysis.reflection import keyword_frequency
 from longcot.config.scale import cap_problems, cap_sampling
 from longcot.data import Problem, load_benchmark
@@ -134,6 +135,7 @@ def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_d
     )
     runs.write_jsonl(run_dir / "samples.jsonl", rows)
     runs.write_json(run_dir / "summary.json", summary)
+    plot_eval(rows, summary, run_dir / "summary.png")
     runs.mark_done(run_dir)
     return summary
 
