@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -23,10 +24,32 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _main(cfg: DictConfig) -> object:
+    from hydra.core.hydra_config import HydraConfig
+
+    from longcot.config.validate import ConfigError, validate
     from longcot.stages import get_stage
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return get_stage(cfg.stage.name)(cfg)
+    try:
+        validate(cfg, HydraConfig.get().launcher.get("_target_"))
+        stage = get_stage(cfg.stage.name)
+    except (ConfigError, ValueError) as exc:
+        print(f"longcot: config error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    warn_if_smoke(cfg)
+    return stage(cfg)
+
+
+def warn_if_smoke(cfg: DictConfig) -> None:
+    """Say loudly when smoke-scale caps apply to what looks like a real (GPU) run."""
+    if cfg.scale.name != "smoke":
+        return
+    real = cfg.generation.backend == "vllm" or (cfg.model.path != "tiny" and cfg.generation.backend != "synthetic")
+    caps = f"{cfg.scale.max_problems} problems, {cfg.scale.max_samples} samples, {cfg.scale.max_new_tokens} new tokens"
+    if real:
+        log.warning("scale=smoke caps this run to %s per stage; pass scale=full for a real run", caps)
+    else:
+        log.info("scale=smoke: capped to %s (scale=full removes the caps)", caps)
 
 
 def main() -> None:

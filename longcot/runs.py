@@ -20,12 +20,30 @@ from omegaconf import DictConfig, OmegaConf
 DONE = "DONE"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's 0600 would hide outputs from collaborators
+
+
 def config_hash(node: Any, length: int = 12) -> str:
     """Stable hash of a config node (resolved, keys sorted)."""
     if isinstance(node, DictConfig):
         node = OmegaConf.to_container(node, resolve=True)
     blob = json.dumps(node, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (data files are part of a run's identity, not their location)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def identity(cfg: DictConfig, keys: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -44,6 +62,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

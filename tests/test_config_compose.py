@@ -18,7 +18,7 @@ from longcot.config.loading import CONF_DIR, group_options
 from longcot.config.schema import SCHEMAS, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
-GROUPS = ["model", "data", "reward", "algorithm", "benchmark", "generation", "cluster", "logger", "stage"]
+GROUPS = ["model", "data", "reward", "algorithm", "benchmark", "generation", "cluster", "logger", "stage", "scale"]
 EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml"))
 
 register_configs()
@@ -93,6 +93,39 @@ def test_cli_misspelled_key_exits_nonzero_naming_it() -> None:
     proc = _cli("benchmark.limt=3")
     assert proc.returncode != 0
     assert "limt" in proc.stderr
+
+
+def test_cli_unknown_option_lists_only_real_options() -> None:
+    proc = _cli("model=tinyy")
+    assert proc.returncode != 0 and "model_schema" not in proc.stderr and "\ttiny" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("reward.kind=cosin", "reward.kind"),
+        ("reward.repetition.variant=dens", "reward.repetition.variant"),
+        ("reward.gamma=1.5", "reward.gamma"),
+        ("logger.mode=onlin", "logger.mode"),
+        ("generation.device=cdua", "generation.device"),
+        ("generation.backend=tgi", "generation.backend"),
+        ("cluster.name=slurm", "cluster.name"),
+        ("benchmark.top_p=0", "benchmark.top_p"),
+        ("eval.benchmarks=[gsm8k]", "eval.benchmarks"),
+    ],
+)
+def test_cli_rejects_invalid_values_before_any_work(override: str, key: str, tmp_path: Path) -> None:
+    proc = _cli(override, f"output_root={tmp_path}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "longcot: config error:" in proc.stderr and key in proc.stderr
+    assert not (tmp_path / "eval").exists()
+
+
+def test_every_default_and_experiment_config_validates() -> None:
+    from longcot.config.validate import validate
+
+    for overrides in [[]] + [[f"+experiment={name}"] for name in EXPERIMENTS]:
+        validate(_compose(overrides))
 
 
 def test_cli_prints_composed_config() -> None:

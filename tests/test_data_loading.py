@@ -90,8 +90,8 @@ def test_local_path_wins_and_missing_field_is_named(tmp_path: Path) -> None:
     cfg = load_group_option("benchmark", "math500", BenchmarkConfig)
     cfg.path = str(path)
     assert [p.id for p in load_benchmark(cfg)] == ["a"]
-    path.write_text('{"question": "What is 1+1?", "answer": "2"}\n')
-    with pytest.raises(DataError, match="missing field 'problem'"):
+    path.write_text('{"problem": "What is 1+1?", "answer": "2"}\n\n{"question": "What is 1+1?", "answer": "2"}\n')
+    with pytest.raises(DataError, match=r"mine\.jsonl:3: missing field 'problem' \(fields: \['answer', 'question'\]\)"):
         load_benchmark(cfg)
 
 

@@ -102,3 +102,24 @@ def test_wandb_logger_records_an_offline_run(tmp_path: Path, monkeypatch: pytest
     out = _only_dir(tmp_path, "eval/tiny/toy-*")
     (offline,) = list((out / "wandb").glob("offline-run-*"))
     assert list(offline.glob("*.wandb")), "wandb wrote no run file"
+
+
+def test_identity_follows_what_changes_results(tmp_path: Path) -> None:
+    from longcot import runs
+    from longcot.stages.eval import run_identity
+    from tests.conftest import shared_file
+
+    def h(*overrides: str) -> str:
+        cfg = _cfg(tmp_path, *overrides)
+        return runs.config_hash(run_identity(cfg, cfg.benchmark))
+
+    base = h("generation.device=cpu")
+    assert h("generation.device=cpu", f"output_root={tmp_path / 'elsewhere'}") == base  # location is not identity
+    assert h("generation.device=cpu", "eval.reflection_keywords=[wait]") != base
+    assert h("generation.device=cpu", "benchmark.num_samples=2") != base
+    mine = tmp_path / "math500.jsonl"
+    original = shared_file("math500/test.jsonl").read_text()
+    mine.write_text(original)
+    assert h("generation.device=cpu", f"benchmark.path={mine}") == base  # same bytes, same identity
+    mine.write_text(original.replace("frac", "dfrac", 1))
+    assert h("generation.device=cpu", f"benchmark.path={mine}") != base  # edited data, new run

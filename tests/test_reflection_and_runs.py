@@ -59,6 +59,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     runs.write_jsonl(target, [{"b": 1, "a": 2}])
     assert target.read_text() == '{"a": 2, "b": 1}\n'
+    assert target.stat().st_mode & 0o777 == runs.FILE_MODE  # readable like any file, not mkstemp's 0600
     assert not runs.is_done(tmp_path)
     runs.mark_done(tmp_path)
     assert runs.is_done(tmp_path)

@@ -36,6 +36,11 @@ from longcot.rewards.verifier import (
         ("Final judgment - [Correct]", "correct"),
         ("Judgement:\n\n**wrong**", "wrong"),
         ("The boxed value is 5 while the reference is 6.\nJudgement: wrong", "wrong"),
+        # words before the verdict on the judgement line
+        ("Judgement: The answer is correct", "correct"),
+        ("Judgement: correctly answered", "correct"),
+        ("Judgement: partially correct", "wrong"),
+        ("**Judgement:** the response is not correct", "wrong"),
         # the last occurrence wins
         ("Judgement: correct\nOn reflection...\nJudgement: wrong", "wrong"),
         ("Judgement: wrong\nJudgement: not_found\nJudgement: Correct", "correct"),

@@ -220,3 +220,8 @@ def test_resolve_paths(tmp_path):
     assert loading.resolve_tokenizer_path(cfg) == "Qwen/Qwen2.5-Math-7B"
     assert loading.resolve_device("cpu") == "cpu"
     assert loading.resolve_device("auto") in ("cpu", "cuda")
+
+
+def test_missing_local_model_path_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"model.path='/ckpt/none': no such local directory"):
+        loading.resolve_model_path(ModelConfig(name="x", path="/ckpt/none"))

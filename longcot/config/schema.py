@@ -195,7 +195,6 @@ class LongcotConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     output_root: str = "runs"
-    seed: int = 0
     force: bool = False  # re-run even if an identical finished run exists
 
 
@@ -214,10 +213,8 @@ SCHEMAS: dict[str, type] = {
 
 
 def register_configs() -> None:
-    """Register the root schema and one ``<group>/schema`` node per group with the ConfigStore."""
+    """Register the typed root schema with the ConfigStore; ``conf/config.yaml`` extends it, so
+    every group's YAML is merged onto (and checked against) its dataclass field."""
     from hydra.core.config_store import ConfigStore
 
-    cs = ConfigStore.instance()
-    cs.store(name="longcot_schema", node=LongcotConfig)
-    for group, schema in SCHEMAS.items():
-        cs.store(group=group, name=f"{group}_schema", node=schema)
+    ConfigStore.instance().store(name="longcot_schema", node=LongcotConfig)

@@ -17,6 +17,7 @@ from longcot.data.records import Problem
 from longcot.data.toy import toy_problems
 
 KINDS = ("math", "aime", "theoremqa", "mmlu_pro", "toy")
+LINE = "__line__"  # JSONL rows carry their line number so errors can point at it
 MMLU_LETTERS = "ABCDEFGHIJ"
 
 
@@ -49,6 +50,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                     raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
                 if not isinstance(row, dict):
                     raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                row[LINE] = lineno
                 rows.append(row)
         return rows
     if suffix == ".json":
@@ -97,7 +99,7 @@ def resolve_source(path: str | None, shared_file: str | None, dataset_id: str | 
 
 def _field(row: dict[str, Any], name: str, where: str) -> Any:
     if name not in row:
-        raise DataError(f"{where}: missing field {name!r} (fields: {sorted(row)})")
+        raise DataError(f"{where}: missing field {name!r} (fields: {sorted(k for k in row if k != LINE)})")
     return row[name]
 
 
@@ -107,7 +109,7 @@ def normalise(rows: Iterable[dict[str, Any]], kind: str, source: str, fields: di
         raise DataError(f"unknown benchmark kind {kind!r}; valid: {', '.join(KINDS)}")
     out = []
     for i, row in enumerate(rows):
-        where = f"{source} record {i}"
+        where = f"{source}:{row[LINE]}" if LINE in row else f"{source} record {i}"
         meta: dict[str, Any] = {}
         if kind in ("math", "aime", "toy"):
             problem = _field(row, fields.get("problem") or "problem", where)
@@ -159,6 +161,19 @@ def mmlu_pro_1k_subset(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     sub = df.groupby("src", group_keys=False).apply(lambda g: g.sample(frac=1 / 12, random_state=0))
     sub = sub.sample(n=1000, random_state=0)
     return sub.to_dict("records")
+
+
+def source_identity(cfg: Any, what: str) -> dict[str, Any]:
+    """What a benchmark/data config actually reads, for run identity: a file's content digest or a
+    dataset id with its config and split (the toy task is defined by its own fields)."""
+    if cfg.kind == "toy":
+        return {"toy": [cfg.toy_size, cfg.toy_seed]}
+    from longcot.runs import file_digest
+
+    source, where = resolve_source(cfg.path, cfg.shared_file, cfg.dataset_id, what)
+    if source == "file":
+        return {"file_sha256": file_digest(where)}
+    return {"dataset_id": where, "config": cfg.dataset_config, "split": cfg.split}
 
 
 def load_benchmark(cfg: Any) -> list[Problem]:

@@ -40,7 +40,11 @@ def resolve_model_path(model_cfg: "ModelConfig") -> str:
 
         return str(ensure_tiny(model_cfg))
     expanded = os.path.expanduser(model_cfg.path)
-    return expanded if os.path.exists(expanded) else model_cfg.path
+    if os.path.exists(expanded):
+        return expanded
+    if model_cfg.path.startswith(("/", "./", "../", "~")):
+        raise FileNotFoundError(f"model.path={model_cfg.path!r}: no such local directory (a hub id looks like 'org/name')")
+    return model_cfg.path
 
 
 def resolve_tokenizer_path(model_cfg: "ModelConfig") -> str:

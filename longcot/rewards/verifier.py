@@ -72,12 +72,15 @@ def build_judge_prompt(
 
 
 # "Judgement"/"Judgment" (any case), then separators and markdown (":", "=", "-", "**", backticks,
-# brackets, whitespace) and an optional "is", then the verdict word. Longer verdicts are tried first
-# so that "incorrect"/"not correct" are not read as "correct".
+# brackets, whitespace), then the rest of that line; the first verdict phrase in it decides.
+# Negative phrases are tried before "correct" so that "incorrect", "not correct" and "partially
+# correct" are not read as correct; a few words may come first ("Judgement: the answer is correct").
 _SEP = r"[\s*_`~\"'\[\](){}<>|#:=\-]*"
-_JUDGEMENT_RE = re.compile(
-    r"judge?ment" + _SEP + r"(?:\bis\b" + _SEP + r")?"
-    + r"(not[\s_\-]*found|not[\s_\-]*correct|incorrect|wrong|correct)\b",
+_JUDGEMENT_RE = re.compile(r"judge?ment" + _SEP + r"([^\n]{0,160})", re.IGNORECASE)
+_VERDICT_RE = re.compile(
+    r"\b(?:(?P<not_found>not[\s_\-]*found)"
+    r"|(?P<wrong>not[\s_\-]*correct|incorrect|wrong|(?:partial(?:ly)?|partly)[\s_\-]*correct)"
+    r"|(?P<correct>correct(?:ly)?))\b",
     re.IGNORECASE,
 )
 
@@ -86,25 +89,24 @@ def parse_judgement(text: str) -> Judgement:
     """The verdict of a judge reply: ``"correct"``, ``"wrong"`` or ``"not_found"``.
 
     Case-insensitive; tolerates markdown (``**Judgement:** Correct``, backticks), the "Judgment"
-    spelling and trailing words. The last ``Judgement: ...`` in the reply wins; "incorrect" and
-    "not correct" mean wrong; a reply without a judgement line is ``"not_found"``.
+    spelling, words before and after the verdict on the judgement line. The last ``Judgement: ...``
+    line with a verdict wins; "incorrect", "not correct" and "partially correct" mean wrong; a reply
+    without a judgement line is ``"not_found"``.
 
     >>> parse_judgement("The answers agree.\\n**Judgement:** Correct")
     'correct'
     >>> parse_judgement("Judgment: incorrect"), parse_judgement("I think it is right.")
     ('wrong', 'not_found')
+    >>> parse_judgement("Judgement: the answer is correct"), parse_judgement("Judgement: partially correct")
+    ('correct', 'wrong')
     """
     if not text:
         return "not_found"
-    matches = list(_JUDGEMENT_RE.finditer(text))
-    if not matches:
-        return "not_found"
-    verdict = re.sub(r"[\s_\-]+", "", matches[-1].group(1).lower())
-    if verdict == "correct":
-        return "correct"
-    if verdict == "notfound":
-        return "not_found"
-    return "wrong"  # wrong, incorrect, notcorrect
+    for line in reversed(list(_JUDGEMENT_RE.finditer(text))):
+        verdict = _VERDICT_RE.search(line.group(1))
+        if verdict:
+            return verdict.lastgroup  # type: ignore[return-value]
+    return "not_found"
 
 
 def judge_batch(

@@ -140,6 +140,25 @@ def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_d
     return summary
 
 
+def run_identity(cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
+    """Everything that changes a benchmark's results: model, generation engine (with the device it
+    resolves to), scale, benchmark settings, the data actually read, and the grading/analysis settings."""
+    from longcot.data.loading import source_identity
+    from longcot.models.loading import resolve_device
+
+    settings = OmegaConf.to_container(bench, resolve=True)
+    for where in ("path", "shared_file", "dataset_id", "dataset_config", "split"):  # "source" says what was read
+        settings.pop(where)
+    extra = {
+        "benchmark": settings,
+        "source": source_identity(bench, "benchmark"),
+        "eval": {"grader_timeout": cfg.eval.grader_timeout, "reflection_keywords": list(cfg.eval.reflection_keywords)},
+    }
+    if cfg.generation.backend == "hf":  # sampling streams differ between CPU and CUDA
+        extra["device"] = resolve_device(cfg.generation.device).split(":")[0]
+    return runs.identity(cfg, IDENTITY_KEYS, extra)
+
+
 def run(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """Evaluate ``model`` on every configured benchmark; returns ``{benchmark: summary}``."""
     from longcot.generation import build_generator
@@ -149,7 +168,7 @@ def run(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     generator = None
     for bench in benches:
-        ident = runs.identity(cfg, IDENTITY_KEYS, {"benchmark": OmegaConf.to_container(bench, resolve=True), "eval": {"grader_timeout": cfg.eval.grader_timeout}})
+        ident = run_identity(cfg, bench)
         run_dir = Path(cfg.output_root) / "eval" / cfg.model.name / f"{bench.name}-{runs.config_hash(ident)}"
         if runs.is_done(run_dir) and not cfg.force:
             log.info("%s: finished run found at %s; skipping (force=true to redo)", bench.name, run_dir)
