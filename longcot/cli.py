@@ -27,29 +27,17 @@ def _main(cfg: DictConfig) -> object:
     from hydra.core.hydra_config import HydraConfig
 
     from longcot.config.validate import ConfigError, validate
-    from longcot.stages import get_stage
+    from longcot.stages import get_stage, validate_stage
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         validate(cfg, HydraConfig.get().launcher.get("_target_"))
+        validate_stage(cfg.stage.name, cfg)
         stage = get_stage(cfg.stage.name)
     except (ConfigError, ValueError) as exc:
         print(f"longcot: config error: {exc}", file=sys.stderr)
         sys.exit(2)
-    warn_if_smoke(cfg)
     return stage(cfg)
-
-
-def warn_if_smoke(cfg: DictConfig) -> None:
-    """Say loudly when smoke-scale caps apply to what looks like a real (GPU) run."""
-    if cfg.scale.name != "smoke":
-        return
-    real = cfg.generation.backend == "vllm" or (cfg.model.path != "tiny" and cfg.generation.backend != "synthetic")
-    caps = f"{cfg.scale.max_problems} problems, {cfg.scale.max_samples} samples, {cfg.scale.max_new_tokens} new tokens"
-    if real:
-        log.warning("scale=smoke caps this run to %s per stage; pass scale=full for a real run", caps)
-    else:
-        log.info("scale=smoke: capped to %s (scale=full removes the caps)", caps)
 
 
 def main() -> None:

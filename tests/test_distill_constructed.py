@@ -79,6 +79,31 @@ def test_bad_machines_fail_with_the_key(changes: dict, message: str) -> None:
         machine(**changes)
 
 
+# Reflection unreachable from start and without a way on: a forced reflection (min_reflections=1)
+# would jump there mid-run and have nowhere to go.
+DEAD_REFLECTION = {"solution_step": {"solution_step": 0.0, "reflection": 0.0, "answer": 1.0},
+                   "reflection": {"solution_step": 0.0, "answer": 0.0}}
+
+
+def test_forced_reflection_must_have_a_way_on() -> None:
+    with pytest.raises(MachineError, match=r"distill.constructed.transitions.reflection: no transition with a positive "
+                                           r"weight \(action 'reflection' is reachable from the forced reflection"):
+        machine(transitions=DEAD_REFLECTION)
+    # and so must what the reflection leads to (decompose: unreachable from start here)
+    with pytest.raises(MachineError, match=r"transitions.decompose: no transition with a positive weight"):
+        machine(transitions={"clarify": {"decompose": 0.0, "solution_step": 1.0}, "decompose": {"solution_step": 0.0},
+                             "solution_step": {"solution_step": 0.0, "reflection": 0.0, "answer": 1.0},
+                             "reflection": {"decompose": 1.0, "solution_step": 0.0, "answer": 0.0}})
+    # without forced reflections an unreachable dead end is harmless
+    m = machine(transitions=DEAD_REFLECTION, min_reflections=0)
+    assert all("reflection" not in m.walk(random.Random(seed)) for seed in range(20))
+    # a forced reflection off the start's paths that has a way on walks fine
+    m = machine(transitions={**DEAD_REFLECTION, "reflection": {"solution_step": 0.0, "answer": 1.0}})
+    for seed in range(20):
+        seq = m.walk(random.Random(seed))
+        assert seq == ["clarify", "decompose", "solution_step", "reflection", "answer"]
+
+
 class Recording:
     """Delegates to a generator and records the action names it was asked to write."""
 

@@ -73,23 +73,63 @@ def test_selection_is_nested_in_n(spec, dedupe, cap, keep_truncated, n1, n2) -> 
     assert {r["candidate_index"] for r in small} <= {r["candidate_index"] for r in large}
 
 
-def test_teacher_settings_precedence(tmp_path: Path) -> None:
+def _compose(*overrides: str):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        qwq = compose("config", overrides=["stage=distill", "scale=full", "model=qwq-32b-preview"])
-        short = compose("config", overrides=["stage=distill", "scale=full", "model=qwen2.5-math-72b-instruct", "generation.top_p=0.5"])
-        other = compose("config", overrides=["stage=distill", "scale=full", "model=tiny", "distill.temperature=0.3"])
-        smoke = compose("config", overrides=["stage=distill", "scale=smoke", "model=qwq-32b-preview"])
-    p = teacher_plan(qwq).params
+        return compose("config", overrides=list(overrides))
+
+
+def test_teacher_settings_precedence(tmp_path: Path) -> None:
+    """Per key: generation.* > distill.* (when set) > distill.teachers[model.name] > built-in defaults."""
+    qwq = _compose("stage=distill", "scale=full", "model=qwq-32b-preview")
+    p = teacher_plan(qwq).params  # the teacher's entry
     assert (p.temperature, p.top_p, p.max_new_tokens) == (1.0, 0.95, 8192)
+    # an explicit distill.* value wins over the teacher's entry (was silently ignored)
+    cli = _compose("stage=distill", "scale=full", "model=qwq-32b-preview", "distill.temperature=0.6",
+                   "distill.max_new_tokens=4096")
+    p = teacher_plan(cli).params
+    assert (p.temperature, p.top_p, p.max_new_tokens) == (0.6, 0.95, 4096)
+    # ... and generation.* wins over distill.*
+    gen = _compose("stage=distill", "scale=full", "model=qwq-32b-preview", "distill.temperature=0.6",
+                   "generation.temperature=0.2")
+    assert teacher_plan(gen).params.temperature == 0.2
+    smoke = _compose("stage=distill", "scale=smoke", "model=qwq-32b-preview")
     p = teacher_plan(smoke).params  # smoke scale caps new tokens, never N
     assert (p.temperature, p.max_new_tokens, p.n) == (1.0, 256, teacher_plan(qwq).params.n)
+    short = _compose("stage=distill", "scale=full", "model=qwen2.5-math-72b-instruct", "generation.top_p=0.5")
     p = teacher_plan(short).params
     assert (p.temperature, p.top_p, p.max_new_tokens) == (0.7, 0.5, 4096)  # generation.* wins
+    short = _compose("stage=distill", "scale=full", "model=qwen2.5-math-72b-instruct", "distill.top_p=0.8")
+    assert (teacher_plan(short).params.temperature, teacher_plan(short).params.top_p) == (0.7, 0.8)
+    # no teacher entry, nothing set: the built-in defaults
+    p = teacher_plan(_compose("stage=distill", "scale=full", "model=tiny")).params
+    assert (p.temperature, p.top_p, p.max_new_tokens, p.n) == (1.0, 0.95, 8192, 32)
+    other = _compose("stage=distill", "scale=full", "model=tiny", "distill.temperature=0.3")
     p = teacher_plan(other).params
     assert (p.temperature, p.max_new_tokens) == (0.3, 8192)
     other.distill.derive_n = [64]
     with pytest.raises(ValueError, match=r"distill.derive_n=\[64\] must lie in 1..distill.n=32"):
         teacher_plan(other)
+
+
+def test_distill_overrides_apply_to_every_teacher_of_fig1() -> None:
+    for model in ("qwq-32b-preview", "qwen2.5-math-72b-instruct"):
+        plan = teacher_plan(_compose("+experiment=fig1_long_vs_short_n", f"model={model}", "distill.temperature=0.6",
+                                     "distill.max_new_tokens=4096", "distill.derive_n=[64]"))
+        assert (plan.params.temperature, plan.params.max_new_tokens, plan.ns) == (0.6, 4096, (64, 256))
+
+
+def test_fig1_counts_sft_tokens_with_the_paper_student() -> None:
+    from longcot.distill.tokens import resolve_model
+
+    for model in ("qwq-32b-preview", "qwen2.5-math-72b-instruct"):
+        cfg = _compose("+experiment=fig1_long_vs_short_n", f"model={model}")
+        assert cfg.distill.student == "llama3.1-8b"
+        assert resolve_model(cfg.distill.student).path == "meta-llama/Llama-3.1-8B"
+        assert stage.startup_warnings(cfg, teacher_plan(cfg)) == []
+    # a full-scale run of a real teacher counting with the tiny tokenizer is warned about
+    cfg = _compose("+experiment=fig1_long_vs_short_n", "distill.student=tiny")
+    [warning] = stage.startup_warnings(cfg, teacher_plan(cfg))
+    assert "distill.student=tiny" in warning and "toy tokenizer" in warning and "llama3.1-8b" in warning
 
 
 def test_fig1_grid_costs_one_sampling_per_teacher() -> None:

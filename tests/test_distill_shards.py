@@ -92,3 +92,87 @@ def test_bad_shard_index_names_the_key(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"distill.shard=5 is out of range for distill.num_shards=3 \(valid: 0..2\)"):
         stage.run(distill_cfg(tmp_path, "distill.num_shards=3", "distill.shard=5"))
+
+
+FORCE = ["data.toy_size=10", "distill.num_shards=2", "distill.n=4", "distill.derive_n=[2]"]
+
+
+def _mtimes(run_dir: Path) -> dict[int, int]:
+    return {i: Shard(i, 2).done_path(run_dir).stat().st_mtime_ns for i in range(2)}
+
+
+def test_forced_shard_jobs_merge_once_every_shard_is_resampled(tmp_path: Path) -> None:
+    import json
+
+    first = stage.run(distill_cfg(tmp_path, *FORCE))
+    run_dir, select_dir = Path(first["dir"]).parent, Path(first["dir"])
+    before = _mtimes(run_dir)
+    # job 0 of a forced array (the jobs share a token): shard 1 still holds an old marker -> no merge
+    out = stage.run(distill_cfg(tmp_path, *FORCE, "force=true", "distill.shard=0", "distill.force_token=array-7"))
+    assert out == {"dir": str(run_dir), "pending_shards": [1]}
+    assert not (run_dir / "DONE").exists() and not (select_dir / "DONE").exists()  # invalidated, not re-merged
+    after = _mtimes(run_dir)
+    assert after[0] != before[0] and after[1] == before[1]
+    assert json.loads(Shard(0, 2).done_path(run_dir).read_text())["force_token"] == "array-7"
+    # job 1 of the same force run: every shard is new -> the merge
+    out = stage.run(distill_cfg(tmp_path, *FORCE, "force=true", "distill.shard=1", "distill.force_token=array-7"))
+    assert out["dir"] == str(select_dir) and (run_dir / "DONE").is_file() and (select_dir / "DONE").is_file()
+    assert out["datasets"] == first["datasets"]  # deterministic sampling: the same data
+
+
+def test_forced_jobs_without_a_shared_token_leave_the_merge_to_a_plain_run(tmp_path: Path) -> None:
+    first = stage.run(distill_cfg(tmp_path, *FORCE))
+    run_dir = Path(first["dir"]).parent
+    assert stage.run(distill_cfg(tmp_path, *FORCE, "force=true", "distill.shard=0"))["pending_shards"] == [1]
+    assert stage.run(distill_cfg(tmp_path, *FORCE, "force=true", "distill.shard=1"))["pending_shards"] == [0]
+    resampled = _mtimes(run_dir)
+    out = stage.run(distill_cfg(tmp_path, *FORCE))  # no force: merges the shards as they are
+    assert _mtimes(run_dir) == resampled and (run_dir / "DONE").is_file()
+    assert out["datasets"] == first["datasets"]
+    # a force run of the whole stage in one process re-samples every shard and merges
+    forced = stage.run(distill_cfg(tmp_path, *FORCE, "force=true"))
+    assert all(_mtimes(run_dir)[i] != resampled[i] for i in range(2)) and forced["datasets"] == first["datasets"]
+
+
+def test_a_selection_built_from_other_samples_is_rebuilt(tmp_path: Path, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
+    from longcot.distill.sources import Generators
+    from longcot.generation.synthetic import SyntheticGenerator
+
+    first = stage.run(distill_cfg(tmp_path, *FORCE, "generation.error_rate=0.0"))
+    run_dir = Path(first["dir"]).parent
+    assert first["datasets"]["4"]["correct_candidates"] == 40
+    # shard 0 is deleted and redone by a teacher that now gets everything wrong (e.g. a
+    # nondeterministic engine): the existing selection no longer matches the samples
+    Shard(0, 2).done_path(run_dir).unlink()
+    monkeypatch.setattr(Generators, "get", lambda self, name, key="model": SyntheticGenerator(error_rate=1.0))
+    out = stage.run(distill_cfg(tmp_path, *FORCE, "generation.error_rate=0.0"))
+    assert out["dir"] == first["dir"]
+    assert out["datasets"]["4"]["correct_candidates"] == 20  # only shard 1's prompts are right now
+    rows = pq.read_table(Path(out["dir"]) / "n4/data.parquet").to_pylist()
+    assert len(rows) == out["datasets"]["4"]["responses_kept"]
+    shard0 = {line.split('"prompt_id": ')[1].split('"')[1] for line in Shard(0, 2).rows_path(run_dir).read_text().splitlines()}
+    assert not shard0 & {r["prompt_id"] for r in rows}
+
+
+def test_the_merge_holds_the_run_lock(tmp_path: Path, monkeypatch) -> None:
+    import fcntl
+
+    import pytest
+
+    real_merge, held = stage.merge, []
+
+    def checking_merge(cfg, plan, run_dir, *args, **kw):
+        fd = os.open(run_dir / ".merge.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            with pytest.raises(BlockingIOError):  # another job's merge would have to wait
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(True)
+        finally:
+            os.close(fd)
+        return real_merge(cfg, plan, run_dir, *args, **kw)
+
+    monkeypatch.setattr(stage, "merge", checking_merge)
+    stage.run(distill_cfg(tmp_path, *FORCE))
+    assert held == [True]

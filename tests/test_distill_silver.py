@@ -91,3 +91,17 @@ def test_near_duplicate_questions_are_removed_before_sampling(tmp_path: Path) ->
     assert sorted({(r["prompt_id"], r["answer"]) for r in rows}) == [("0", "24"), ("2", "51"), ("3", "30")]
     cache = json.loads((Path(out["dir"]).parent / "near_duplicates.json").read_text())
     assert cache == {"removed_ids": ["1"]}
+
+
+def test_silver_demo_runs_without_datasketch(tmp_path: Path, monkeypatch) -> None:
+    """The README's silver demo works after a plain `pip install -e .` (no `silver` extra)."""
+    import sys
+
+    import pytest
+
+    monkeypatch.setitem(sys.modules, "datasketch", None)  # import datasketch -> ImportError
+    out = stage.run(distill_cfg(tmp_path, "distill.mode=silver", "distill.n=2", "distill.derive_n=[1]", "data.toy_size=30"))
+    assert out["datasets"]["2"]["prompts"] > 0
+    with pytest.raises(ImportError, match=r"pip install 'longcot\[silver\]'"):
+        stage.run(distill_cfg(tmp_path, "distill.mode=silver", "distill.n=2", "distill.derive_n=[]", "data.toy_size=30",
+                              "distill.silver.near_dedup=true"))

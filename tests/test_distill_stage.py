@@ -56,3 +56,64 @@ def test_config_errors_name_the_key(tmp_path: Path, override: str, message: str)
     extra = ["distill.mode=constructed"] if "constructed" in override else []
     with pytest.raises(ValueError, match=message):
         stage.run(distill_cfg(tmp_path, "data.toy_size=3", *extra, override))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("distill.budget_unit=tokens", r"distill.budget_unit='tokens'; valid: sft, response"),
+    ("distill.token_budgets=[lots]", r"distill.token_budgets: cannot parse 'lots'; use e.g. 1000, 250M"),
+    ("distill.token_budgets=[0]", r"distill.token_budgets: '0' is less than one token"),
+    ("distill.budget_n=5", r"distill.budget_n=5 is not one of the datasets' N; valid: 4, 8, 16"),
+    ("distill.chunk_prompts=0", r"distill.chunk_prompts must be >= 1"),
+])
+def test_bad_budget_settings_fail_before_any_sampling(tmp_path: Path, override: str, message: str) -> None:
+    cfg = distill_cfg(tmp_path, "data.toy_size=8", "distill.token_budgets=[1K]", override)
+    with pytest.raises(ValueError, match=message):
+        stage.run(cfg)
+    assert not (tmp_path / "distill").exists()  # nothing sampled, not even a run directory
+
+
+def _fake_real_teacher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 'real' teacher config (qwq-32b-preview on hf) whose text the synthetic backend writes."""
+    from longcot.distill.sources import Generators
+    from longcot.generation.synthetic import SyntheticGenerator
+
+    monkeypatch.setattr(Generators, "get", lambda self, name, key="model": SyntheticGenerator(error_rate=0.3))
+
+
+def _real_cfg(root: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=["stage=distill", "model=qwq-32b-preview", "data=toy", "data.toy_size=4",
+                                            "distill.n=2", f"output_root={root}", *overrides])
+
+
+def test_smoke_scale_with_a_real_teacher_is_loud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture) -> None:
+    _fake_real_teacher(monkeypatch)
+    with caplog.at_level("INFO", logger="longcot.stages.distill"):
+        out = stage.run(_real_cfg(tmp_path))  # scale=smoke: the embedded default
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("scale=smoke caps this run to 20 problems, 256 new tokens" in w and "pass scale=full for a real run"
+               in w for w in warnings), warnings
+    assert any("(scale=smoke)" in r.getMessage() for r in caplog.records if r.levelname == "INFO")  # startup line
+    assert out["scale"] == "smoke" and "scale=smoke" in capsys.readouterr().out  # manifest and table title
+    # vllm is a real run even with a toy model name
+    cfg = distill_cfg(tmp_path, "scale=smoke", "generation.backend=vllm")
+    assert any("scale=smoke caps" in w for w in stage.startup_warnings(cfg, stage.teacher_plan(cfg)))
+
+
+def test_full_scale_real_teacher_with_the_tiny_student_is_warned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    _fake_real_teacher(monkeypatch)
+    with caplog.at_level("WARNING", logger="longcot.stages.distill"):
+        stage.run(_real_cfg(tmp_path, "scale=full", "distill.max_new_tokens=512", "distill.print_table=false"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("distill.student=tiny" in w and "toy tokenizer" in w for w in warnings), warnings
+    assert not any("scale=smoke" in w for w in warnings)
+
+
+def test_toy_runs_are_not_warned_about(tmp_path: Path) -> None:
+    for extra in ((), ("scale=smoke",), ("distill.mode=constructed",)):
+        cfg = distill_cfg(tmp_path, *extra)
+        assert stage.startup_warnings(cfg, stage.teacher_plan(cfg)) == []
+    tiny = _real_cfg(tmp_path, "model=tiny", "generation=hf")
+    assert stage.startup_warnings(tiny, stage.teacher_plan(tiny)) == []

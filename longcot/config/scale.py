@@ -29,3 +29,13 @@ def cap_sampling(params: SamplingParams, scale: Any, *, samples: bool = True) ->
     if samples:
         changes["n"] = cap(params.n, scale.max_samples)  # type: ignore[assignment]
     return replace(params, **changes)
+
+
+def smoke_warning(scale: Any, real: bool, detail: str = "", *, samples: bool = True) -> str | None:
+    """The warning a real (non-toy) run at smoke scale must print, or None (``samples``: whether the
+    stage caps samples per problem too)."""
+    if scale.name != "smoke" or not real:
+        return None
+    caps = f"{scale.max_problems} problems, " + (f"{scale.max_samples} samples, " if samples else "")
+    caps += f"{scale.max_new_tokens} new tokens"
+    return f"scale=smoke caps this run to {caps}{f' ({detail})' if detail else ''}; pass scale=full for a real run"

@@ -1,8 +1,11 @@
 """Typed settings of the distill stage (paper §3 rejection sampling, §3.3 constructed CoT, §5 silver data).
 
-``distill.*`` of the root config. Sampling settings resolve in the order
-``generation.*`` override > ``distill.teachers[<model.name>]`` > ``distill.*`` (so one sweep over
-``model=`` gives each teacher its own temperature / top-p / max tokens, §3).
+``distill.*`` of the root config. The sampling settings (``temperature``, ``top_p``,
+``max_new_tokens``, ``n``, ``derive_n``) resolve in the order ``generation.*`` (where it has the
+key) > ``distill.*`` (when set, i.e. not null) > ``distill.teachers[<model.name>]`` >
+:data:`SAMPLING_DEFAULTS`. The ``distill.*`` sampling keys are null by default, so one sweep over
+``model=`` gives each teacher its own settings (§3) while an explicit ``distill.temperature=0.6``
+on the command line still wins for any teacher.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ MATH_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final ans
 MODES = ("sample", "constructed", "silver")
 FORMATS = ("parquet", "jsonl")
 BUDGET_UNITS = ("sft", "response")
+# Built-in sampling settings: used when neither distill.* nor distill.teachers[model.name] sets a key
+# (the paper's long-CoT settings, §3: t=1.0, top-p 0.95, 8,192 new tokens).
+SAMPLING_DEFAULTS: dict = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 8192, "n": 32, "derive_n": []}
 
 
 @dataclass
 class TeacherSettings:
-    """Per-teacher overrides of ``distill.*`` (None: keep the ``distill.*`` value)."""
+    """One teacher's sampling settings; an explicit ``distill.*`` value wins (None: not set here)."""
 
     temperature: Optional[float] = None
     top_p: Optional[float] = None
@@ -107,11 +113,13 @@ class DistillConfig:
     """
 
     mode: str = "sample"  # sample | constructed | silver
-    n: int = 32
-    derive_n: list[int] = field(default_factory=list)
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_new_tokens: int = 8192
+    # Sampling settings: null = the teacher's entry in ``teachers``, else SAMPLING_DEFAULTS
+    # (n=32, derive_n=[], t=1.0, top-p 0.95, 8,192 new tokens); generation.* overrides win over all.
+    n: Optional[int] = None
+    derive_n: Optional[list[int]] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    max_new_tokens: Optional[int] = None
     teachers: dict[str, TeacherSettings] = field(default_factory=dict)  # keyed by model.name
     seed: int = 0
     system_prompt: Optional[str] = None
@@ -133,6 +141,10 @@ class DistillConfig:
     budget_unit: str = "sft"  # sft (prompt + response tokens) | response
     budget_seed: int = 0
     format: str = "parquet"  # parquet | jsonl
+    # force=true with one job per shard: the jobs of one force run share this token (None: the
+    # SLURM array job id, else the Hydra multirun sweep dir, else one per process); the merge
+    # only accepts shard markers carrying it. See longcot.stages.distill.
+    force_token: Optional[str] = None
     print_table: bool = True
     constructed: ConstructedConfig = field(default_factory=ConstructedConfig)
     silver: SilverConfig = field(default_factory=SilverConfig)

@@ -73,21 +73,31 @@ class ActionMachine:
                     raise MachineError(f"{KEY}.transitions.{a}.{b}: weight must be >= 0, got {w}")
         if any(w > 0 for w in self.transitions.get(self.terminal, {}).values()):
             raise MachineError(f"{KEY}.transitions.{self.terminal}: the terminal action cannot have transitions")
-        # Every action reachable from start must have a way on, and the terminal must be reachable.
-        seen, todo = {self.start}, deque([self.start])
-        while todo:
-            a = todo.popleft()
-            if a == self.terminal:
-                continue
-            outs = self.out(a)
-            if not outs:
-                raise MachineError(f"{KEY}.transitions.{a}: no transition with a positive weight (reachable from {self.start})")
-            for b in outs:
-                if b not in seen:
-                    seen.add(b)
-                    todo.append(b)
-        if self.terminal not in seen:
-            raise MachineError(f"{KEY}: terminal action {self.terminal!r} is unreachable from {self.start!r}")
+        # Every action a walk can visit must have a way on: those reachable from start and, when
+        # reflections are forced (min_reflections > 0), from the reflection action, which a
+        # forced move can jump to from anywhere. The terminal must be reachable from start.
+        roots = [self.start] + ([self.reflection_action] if self.min_reflections > 0 else [])
+        seen: set[str] = set()
+        for root in roots:
+            via = f"reachable from {self.start!r}" if root == self.start else (
+                f"reachable from the forced reflection {self.reflection_action!r} "
+                f"({KEY}.min_reflections={self.min_reflections})")
+            todo = deque([root] if root not in seen else [])
+            seen.add(root)
+            while todo:
+                a = todo.popleft()
+                if a == self.terminal:
+                    continue
+                outs = self.out(a)
+                if not outs:
+                    raise MachineError(f"{KEY}.transitions.{a}: no transition with a positive weight "
+                                       f"(action {a!r} is {via}); give it one, e.g. to {self.terminal!r}")
+                for b in outs:
+                    if b not in seen:
+                        seen.add(b)
+                        todo.append(b)
+            if root == self.start and self.terminal not in seen:
+                raise MachineError(f"{KEY}: terminal action {self.terminal!r} is unreachable from {self.start!r}")
 
     def out(self, action: str) -> dict[str, float]:
         """Transitions of ``action`` with a positive weight (in config order)."""

@@ -42,17 +42,24 @@ class TeacherPlan:
 
 
 def teacher_plan(cfg: Any) -> TeacherPlan:
-    """Resolve sampling settings: ``generation.*`` > ``distill.teachers[model.name]`` > ``distill.*``."""
+    """Resolve sampling settings, per key: ``generation.*`` > ``distill.*`` (when not null) >
+    ``distill.teachers[model.name]`` > :data:`~longcot.distill.config.SAMPLING_DEFAULTS`.
+
+    ``generation`` has temperature, top_p, max_new_tokens and n (not derive_n).
+    """
+    from longcot.distill.config import SAMPLING_DEFAULTS
+
     d, gen = cfg.distill, cfg.generation
     teacher = str(cfg.model.name)
     over = d.teachers.get(teacher) if d.teachers else None
 
     def pick(key: str) -> Any:
-        g = getattr(gen, key, None) if key != "derive_n" else None
-        if g is not None:
-            return g
-        t = getattr(over, key, None) if over is not None else None
-        return t if t is not None else getattr(d, key)
+        layers = (gen if key != "derive_n" else None, d, over)
+        for layer in layers:
+            value = getattr(layer, key, None) if layer is not None else None
+            if value is not None:
+                return value
+        return SAMPLING_DEFAULTS[key]
 
     n = int(pick("n"))
     derive = [int(x) for x in (pick("derive_n") or [])]

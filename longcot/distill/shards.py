@@ -7,17 +7,24 @@ hidden ``.shard-....tmp`` file (removed when the shard is re-run), never a marke
 exactly the unfinished shards. Shards run one after another in-process, as parallel local
 processes (``distill.workers``), or as separate jobs (``distill.shard=K``; e.g. a Hydra multirun
 ``-m distill.shard=0,1,2,3``, a SLURM array with ``cluster=slurm``).
+
+The marker records the SHA-256 of the shard's rows file, so a merge knows exactly which samples
+it was built from (:func:`samples_fingerprint`), and, for ``force=true``, the force run's token.
+Merges of a run directory are serialized by :func:`merge_lock`.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from longcot import runs
 from longcot.data.records import Problem
@@ -100,8 +107,10 @@ def run_shard(
     *,
     chunk_prompts: int,
     progress: bool = True,
+    marker_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Sample, grade and write one shard of ``problems``; returns (and writes last) its marker."""
+    """Sample, grade and write one shard of ``problems``; returns (and writes last) its marker
+    (counts, timings, ``rows_sha256`` and ``marker_extra``)."""
     from tqdm.auto import tqdm
 
     if chunk_prompts < 1:
@@ -112,6 +121,7 @@ def run_shard(
     todo, info = source.prepare(problems)
     gen_s = grade_s = 0.0
     written = 0
+    digest = hashlib.sha256()
     exit_after = _exit_after()
     with runs.atomic_path(shard.rows_path(run_dir)) as tmp, tmp.open("w", encoding="utf-8") as fh:
         chunks = [todo[i : i + chunk_prompts] for i in range(0, len(todo), chunk_prompts)]
@@ -123,7 +133,9 @@ def run_shard(
             t3 = time.perf_counter()
             gen_s, grade_s = gen_s + t2 - t1, grade_s + t3 - t2
             for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+                line = json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+                fh.write(line)
+                digest.update(line.encode("utf-8"))
                 written += 1
                 if exit_after is not None and written >= exit_after:
                     fh.flush()
@@ -139,7 +151,9 @@ def run_shard(
         "grading_seconds": grade_s,
         "wall_seconds": wall,
         "candidates_per_second": written / wall if wall > 0 else None,
+        "rows_sha256": digest.hexdigest(),
         **info,
+        **(marker_extra or {}),
     }
     runs.write_json(shard.done_path(run_dir), marker)
     return marker
@@ -147,6 +161,28 @@ def run_shard(
 
 def read_marker(run_dir: Path, shard: Shard) -> dict[str, Any]:
     return runs.read_json(shard.done_path(run_dir))
+
+
+def samples_fingerprint(markers: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What a merge is built from: each shard's rows hash (deterministic; no timings)."""
+    return {"num_shards": len(markers),
+            "rows_sha256": [m.get("rows_sha256") for m in sorted(markers, key=lambda m: m["shard"])]}
+
+
+@contextmanager
+def merge_lock(run_dir: Path) -> Iterator[None]:
+    """Exclusive lock of a run directory's merge (``.merge.lock``, ``flock``: released if the holder dies).
+
+    Blocks while another job holds it: at most one merge (or force invalidation) runs at a time.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / ".merge.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def read_rows(path: Path) -> list[Row]:

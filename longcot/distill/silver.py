@@ -113,7 +113,8 @@ def near_duplicate_ids(texts: Sequence[str], *, threshold: float, num_perm: int,
         from datasketch import MinHash, MinHashLSH
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "distill.silver.near_dedup=true needs the datasketch package: pip install datasketch"
+            "distill.silver.near_dedup=true needs the datasketch package: pip install 'longcot[silver]' "
+            "(from a checkout: pip install -e '.[silver]'), or set distill.silver.near_dedup=false"
         ) from exc
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     dups = []

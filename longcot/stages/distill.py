@@ -11,12 +11,24 @@ the sampling: model, generation, data, mode, sampling settings, seed, prompt, sh
 ``DONE`` (every shard sampled), and ``select-<hash>/`` per selection setting (dedupe, cap, student
 tokenizer, format, budget order) holding ``n<N>/`` datasets, ``n<N>/budget-<tokens>/`` subsets and a
 ``manifest.json`` (see :mod:`longcot.distill.dataset`). Re-running skips finished shards and
-datasets; once every shard is finished (by any job), the merge runs.
+datasets; once every shard is finished (by any job), the merge runs. Merges of one run directory
+are serialized by an exclusive lock (``.merge.lock``), and a selection directory records the
+shards' rows hashes it was built from (``samples.json``): a merge over changed shards rebuilds it.
+
+``force=true`` re-samples every shard the job runs (all of them, or ``distill.shard``): it first
+removes those shards' markers and the ``DONE`` markers (under the merge lock), and each new marker
+carries the force run's token (``distill.force_token``; default: the SLURM array job id, else the
+Hydra multirun sweep directory, else one per process). The merge of a forced job only accepts
+markers with its token, so with one job per shard the merge happens exactly once all shards carry
+new markers, never over a mix of old and new shards. Forced shard jobs that share no token (e.g.
+separate shells without ``distill.force_token``) never merge each other's shards: run the stage
+once more without ``force=true`` to merge (it re-samples nothing that is finished).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -26,10 +38,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
 from longcot.data.records import Problem
-from longcot.distill.config import FORMATS, MODES
-from longcot.config.scale import cap_problems
+from longcot.distill.config import BUDGET_UNITS, FORMATS, MODES
+from longcot.config.scale import cap_problems, smoke_warning
 from longcot.distill.sampling import Selection, TeacherPlan, grade_rows, teacher_plan
-from longcot.distill.shards import Shard, all_shards, read_marker, run_in_processes, run_shard
+from longcot.distill.shards import (Shard, all_shards, merge_lock, read_marker, run_in_processes, run_shard,
+                                    samples_fingerprint)
 
 log = logging.getLogger(__name__)
 IDENTITY_KEYS = ["model", "generation", "data", "scale"]
@@ -77,7 +90,10 @@ def run_dir_of(cfg: DictConfig, plan: TeacherPlan) -> Path:
     return Path(cfg.output_root) / "distill" / plan.teacher / f"{cfg.data.name}-{runs.config_hash(ident)}"
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig) -> TeacherPlan:
+    """Every distill setting checked before anything is sampled or written; returns the teacher plan."""
+    from longcot.distill.budget import parse_budget
+
     d = cfg.distill
     if d.mode not in MODES:
         raise ValueError(f"distill.mode={d.mode!r}; valid: {', '.join(MODES)}")
@@ -85,10 +101,19 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError(f"distill.format={d.format!r}; valid: {', '.join(FORMATS)}")
     if d.workers < 1:
         raise ValueError(f"distill.workers must be >= 1, got {d.workers}")
+    if d.chunk_prompts < 1:
+        raise ValueError(f"distill.chunk_prompts must be >= 1, got {d.chunk_prompts}")
     if d.max_per_prompt is not None and d.max_per_prompt < 1:
         raise ValueError(f"distill.max_per_prompt must be >= 1 or null, got {d.max_per_prompt}")
-    if d.shard is not None:
-        Shard(d.shard, d.num_shards)  # range check with a clear message
+    Shard(0 if d.shard is None else d.shard, d.num_shards)  # num_shards / shard range check with a clear message
+    plan = teacher_plan(cfg)  # n / derive_n
+    if d.budget_unit not in BUDGET_UNITS:
+        raise ValueError(f"distill.budget_unit={d.budget_unit!r}; valid: {', '.join(BUDGET_UNITS)}")
+    for b in d.token_budgets:
+        parse_budget(b)  # "distill.token_budgets: cannot parse ...; use e.g. 1000, 250M, 0.25B, 3.5B"
+    if d.budget_n is not None and int(d.budget_n) not in plan.ns:
+        raise ValueError(f"distill.budget_n={d.budget_n} is not one of the datasets' N; valid: "
+                         f"{', '.join(map(str, plan.ns))} (distill.n and distill.derive_n), or null for the largest")
     from longcot.distill.tokens import resolve_model
 
     resolve_model(d.student, key="distill.student")
@@ -100,6 +125,59 @@ def validate(cfg: DictConfig) -> None:
         resolve_model(d.constructed.reflection_model, cfg.model, key="distill.constructed.reflection_model")
     if d.mode == "silver":
         resolve_model(d.silver.extractor, cfg.model, key="distill.silver.extractor")
+    return plan
+
+
+def _is_tiny(model: Any) -> bool:
+    return model.name == "tiny" or model.path == "tiny"
+
+
+def toy_teacher(cfg: DictConfig) -> bool:
+    """True when no real model writes text: the synthetic backend, or only the tiny model."""
+    from longcot.distill.tokens import resolve_model
+
+    if cfg.generation.backend == "synthetic":
+        return True
+    d = cfg.distill
+    names = {"constructed": [d.constructed.action_model, d.constructed.reflection_model],
+             "silver": [d.silver.extractor]}.get(d.mode, [])
+    return _is_tiny(cfg.model) and all(_is_tiny(resolve_model(n, cfg.model)) for n in names)
+
+
+def startup_warnings(cfg: DictConfig, plan: TeacherPlan) -> list[str]:
+    """What a real run should be told before it starts (smoke caps, toy student tokenizer)."""
+    from longcot.distill.tokens import resolve_model
+
+    out = []
+    toy = toy_teacher(cfg)
+    sc = cfg.scale
+    smoke = smoke_warning(sc, not toy or cfg.generation.backend == "vllm", f"teacher {plan.teacher}, {cfg.generation.backend}", samples=False)
+    if smoke:
+        out.append(smoke)
+    if sc.name == "full" and not toy and _is_tiny(resolve_model(cfg.distill.student, key="distill.student")):
+        out.append(f"distill.student={cfg.distill.student}: SFT token counts and token budgets of teacher "
+                   f"{plan.teacher} are measured with the tiny model's toy tokenizer, not the SFT student's; "
+                   "set distill.student (the paper's student: llama3.1-8b)")
+    return out
+
+
+def force_token(cfg: DictConfig) -> str:
+    """The token shared by the jobs of one ``force=true`` run (see the module docstring)."""
+    if cfg.distill.force_token:
+        return str(cfg.distill.force_token)
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        return f"slurm-array-{os.environ['SLURM_ARRAY_JOB_ID']}"
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return f"hydra-multirun-{os.path.abspath(HydraConfig.get().sweep.dir)}"
+    except (ImportError, AttributeError, ValueError):  # pragma: no cover - another Hydra version
+        log.debug("no Hydra multirun sweep directory to share a force token")
+    import uuid
+
+    return f"process-{os.getpid()}-{uuid.uuid4().hex}"
 
 
 def load_problems(cfg: DictConfig, run_dir: Path) -> tuple[list[Problem], dict[str, Any]]:
@@ -133,8 +211,8 @@ def load_problems(cfg: DictConfig, run_dir: Path) -> tuple[list[Problem], dict[s
 
 
 def execute_shard(cfg: DictConfig, shard: Shard, problems: list[Problem] | None = None, source: Any = None,
-                  progress: bool = True) -> dict[str, Any]:
-    """Run one shard (loading prompts and building the teacher if not given)."""
+                  progress: bool = True, token: str | None = None) -> dict[str, Any]:
+    """Run one shard (loading prompts and building the teacher if not given); ``token``: of a force run."""
     from longcot.distill.sources import make_source
 
     d = cfg.distill
@@ -144,34 +222,73 @@ def execute_shard(cfg: DictConfig, shard: Shard, problems: list[Problem] | None 
         problems, _ = load_problems(cfg, run_dir)
     source = source or make_source(cfg, plan, progress)
     grade = lambda ps, rows: grade_rows(ps, rows, timeout=d.grader_timeout, workers=d.grader_workers)  # noqa: E731
-    marker = run_shard(run_dir, shard, shard.select(problems), source, grade, chunk_prompts=d.chunk_prompts, progress=progress)
+    marker = run_shard(run_dir, shard, shard.select(problems), source, grade, chunk_prompts=d.chunk_prompts,
+                       progress=progress, marker_extra={"force_token": token})
     log.info("%s: %d candidates in %.1fs (%.1f/s)", shard.name, marker["candidates"], marker["wall_seconds"],
              marker["candidates_per_second"] or 0.0)
     return marker
 
 
 def _shard_job(container: dict[str, Any], index: int) -> None:
-    """Entry point of a spawned local worker process."""
-    import os
-
+    """Entry point of a spawned local worker process (``distill.force_token``: the parent's force token)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = OmegaConf.create(container)
-    execute_shard(cfg, Shard(index, cfg.distill.num_shards), progress=False)
+    token = cfg.distill.force_token if cfg.force else None
+    execute_shard(cfg, Shard(index, cfg.distill.num_shards), progress=False, token=token)
 
 
-def merge(cfg: DictConfig, plan: TeacherPlan, run_dir: Path, load_info: dict[str, Any]) -> dict[str, Any]:
-    """Datasets per N, token budgets and the manifest of the current selection settings."""
+def invalidate_for_force(run_dir: Path, shards: list[Shard]) -> None:
+    """``force=true``: remove the markers of the shards about to be re-sampled and every DONE that
+    covers them (the run's and each selection's), under the merge lock."""
+    with merge_lock(run_dir):
+        for s in shards:
+            s.done_path(run_dir).unlink(missing_ok=True)
+        (run_dir / runs.DONE).unlink(missing_ok=True)
+        for sel_done in run_dir.glob(f"select-*/{runs.DONE}"):
+            sel_done.unlink(missing_ok=True)
+
+
+def ready_markers(run_dir: Path, num_shards: int, token: str | None) -> tuple[list[dict[str, Any]], list[int], list[int]]:
+    """(markers, unfinished shards, shards finished before this force run) of a run directory.
+
+    ``token`` (force runs): a marker counts only if it carries that token.
+    """
+    markers, waiting, stale = [], [], []
+    for s in all_shards(num_shards):
+        if not s.is_done(run_dir):
+            waiting.append(s.index)
+            continue
+        m = read_marker(run_dir, s)
+        if token is not None and m.get("force_token") != token:
+            stale.append(s.index)
+        markers.append(m)
+    return markers, waiting, stale
+
+
+def merge(cfg: DictConfig, plan: TeacherPlan, run_dir: Path, load_info: dict[str, Any],
+          markers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Datasets per N, token budgets and the manifest of the current selection settings.
+
+    Call under :func:`merge_lock`, with every shard's marker. A selection directory built from other
+    samples (the shards' rows hashes differ) is rebuilt; ``force=true`` always rebuilds it.
+    """
     from longcot.distill.dataset import build_budgets, build_datasets, data_file
     from longcot.distill.tokens import student_tokenizer
 
     d = cfg.distill
     sel_ident = selection_identity(cfg)
     select_dir = run_dir / f"select-{runs.config_hash(sel_ident)}"
-    if cfg.force and select_dir.exists():
-        shutil.rmtree(select_dir)
+    fingerprint = samples_fingerprint(markers)
+    samples_file = select_dir / "samples.json"
+    if select_dir.exists():
+        if cfg.force:
+            shutil.rmtree(select_dir)
+        elif not samples_file.is_file() or runs.read_json(samples_file) != fingerprint:
+            log.info("the shards changed since %s was built; rebuilding it", select_dir.name)
+            shutil.rmtree(select_dir)
     runs.write_text(select_dir / "selection.yaml", OmegaConf.to_yaml(OmegaConf.create(sel_ident)))
+    runs.write_json(samples_file, fingerprint)
     shards = all_shards(d.num_shards)
-    markers = [read_marker(run_dir, s) for s in shards]
     extra = ["actions"] if d.mode == "constructed" else []
     sel = Selection(dedupe=d.dedupe, max_per_prompt=d.max_per_prompt, keep_truncated=d.keep_truncated)
     datasets = build_datasets(
@@ -180,9 +297,7 @@ def merge(cfg: DictConfig, plan: TeacherPlan, run_dir: Path, load_info: dict[str
     )
     budgets: dict[str, Any] = {}
     if d.token_budgets:
-        bn = int(d.budget_n) if d.budget_n is not None else max(plan.ns)
-        if bn not in plan.ns:
-            raise ValueError(f"distill.budget_n={bn} is not one of the datasets' N {list(plan.ns)}")
+        bn = int(d.budget_n) if d.budget_n is not None else max(plan.ns)  # checked by validate()
         budgets = {f"n{bn}/{k}": v for k, v in build_budgets(
             select_dir / f"n{bn}", list(d.token_budgets), seed=d.budget_seed, unit=d.budget_unit, fmt=d.format, extra=extra
         ).items()}
@@ -191,6 +306,7 @@ def merge(cfg: DictConfig, plan: TeacherPlan, run_dir: Path, load_info: dict[str
         "teacher": plan.teacher,
         "data": cfg.data.name,
         "mode": d.mode,
+        "scale": cfg.scale.name,
         "student": d.student,
         "system_prompt": d.system_prompt,
         "prompt_template": d.prompt_template,
@@ -228,30 +344,44 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Sample the pending shards (one, or all), then merge once every shard is finished."""
     from longcot.distill.sources import make_source
 
-    validate(cfg)
+    plan = validate(cfg)
     d = cfg.distill
-    plan = teacher_plan(cfg)
     run_dir = run_dir_of(cfg, plan)
+    for warning in startup_warnings(cfg, plan):
+        log.warning(warning)
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(sampling_identity(cfg, plan))))
-    log.info("distill %s on %s: N=%s (sampling %d per prompt, saving %.0f%% vs sampling each N), %s",
-             plan.teacher, cfg.data.name, list(plan.ns), plan.params.n, 100 * plan.saving, run_dir)
+    log.info("distill %s on %s (scale=%s): N=%s (sampling %d per prompt, %d new tokens, saving %.0f%% vs sampling "
+             "each N), %s", plan.teacher, cfg.data.name, cfg.scale.name, list(plan.ns), plan.params.n,
+             plan.params.max_new_tokens, 100 * plan.saving, run_dir)
     problems, load_info = load_problems(cfg, run_dir)
     targets = [Shard(d.shard, d.num_shards)] if d.shard is not None else all_shards(d.num_shards)
+    token = force_token(cfg) if cfg.force else None
+    if token is not None:
+        log.info("force=true: re-sampling %d shard(s) (force token %s)", len(targets), token)
+        invalidate_for_force(run_dir, targets)
     todo = [s for s in targets if cfg.force or not s.is_done(run_dir)]
     if len(todo) < len(targets):
         log.info("%d of %d shard(s) already finished; skipping them", len(targets) - len(todo), len(targets))
     if todo and d.workers > 1 and len(todo) > 1:
-        run_in_processes(_shard_job, _container(cfg), [s.index for s in todo], int(d.workers))
+        container = _container(cfg)
+        container["distill"]["force_token"] = token
+        run_in_processes(_shard_job, container, [s.index for s in todo], int(d.workers))
     elif todo:
         source = make_source(cfg, plan)
         for shard in todo:
-            execute_shard(cfg, shard, problems, source)
-    waiting = [s.index for s in all_shards(d.num_shards) if not s.is_done(run_dir)]
-    if waiting:
-        log.info("shards %s are not finished yet; the merge runs when the last one finishes", waiting)
-        return {"dir": str(run_dir), "pending_shards": waiting}
-    manifest = merge(cfg, plan, run_dir, load_info)
+            execute_shard(cfg, shard, problems, source, token=token)
+    with merge_lock(run_dir):
+        markers, waiting, stale = ready_markers(run_dir, d.num_shards, token)
+        if waiting or stale:
+            if waiting:
+                log.info("shards %s are not finished yet; the merge runs when the last one finishes", waiting)
+            if stale:
+                log.info("shards %s were sampled before this force run (token %s); the merge runs when they are "
+                         "re-sampled by it (or run again without force=true to merge the shards as they are)",
+                         stale, token)
+            return {"dir": str(run_dir), "pending_shards": sorted(waiting + stale)}
+        manifest = merge(cfg, plan, run_dir, load_info, markers)
     log.info("distill datasets in %s", manifest["dir"])
     _track(cfg, plan, manifest)
     if d.print_table:
@@ -277,7 +407,8 @@ def print_table(manifest: dict[str, Any]) -> None:
     from rich.table import Table
 
     s = manifest["sampling"]
-    table = Table(title=f"longcot distill: {manifest['teacher']} on {manifest['data']} ({manifest['mode']})")
+    table = Table(title=f"longcot distill: {manifest['teacher']} on {manifest['data']} "
+                        f"({manifest['mode']}, scale={manifest.get('scale', '?')})")
     for col in ("N", "prompts", "with correct", "kept", "duplicates", "SFT tokens", "mean resp. tokens"):
         table.add_column(col, justify="right")
     for n, m in manifest["datasets"].items():

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from longcot import runs
 from longcot.analysis.plots import plot_eval
 from longcot.analysis.reflection import keyword_frequency
-from longcot.config.scale import cap_problems, cap_sampling
+from longcot.config.scale import cap_problems, cap_sampling, smoke_warning
 from longcot.data import Problem, load_benchmark
 from longcot.data.prompts import chat_prompt
 from longcot.generation.base import Completion, SamplingParams, prompt_seed
@@ -164,6 +164,9 @@ def run(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     from longcot.generation import build_generator
     from longcot.tracking import Tracker
 
+    smoke = smoke_warning(cfg.scale, cfg.generation.backend == "vllm" or (cfg.model.path != "tiny" and cfg.generation.backend != "synthetic"))
+    if smoke:
+        log.warning(smoke)
     benches = benchmark_configs(cfg)
     results: dict[str, dict[str, Any]] = {}
     generator = None
