@@ -93,5 +93,10 @@ def mark_done(run_dir: Path) -> None:
     write_text(run_dir / DONE, "")
 
 
+def read_jsonl(path: Path) -> list[Any]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))

@@ -123,3 +123,50 @@ def test_identity_follows_what_changes_results(tmp_path: Path) -> None:
     assert h("generation.device=cpu", f"benchmark.path={mine}") == base  # same bytes, same identity
     mine.write_text(original.replace("frac", "dfrac", 1))
     assert h("generation.device=cpu", f"benchmark.path={mine}") != base  # edited data, new run
+
+
+def test_chunking_does_not_change_what_is_drawn(tmp_path: Path) -> None:
+    args = ("benchmark=toy", "benchmark.limit=7", "generation=synthetic", "model.name=synthetic", "scale=full",
+            "benchmark.max_new_tokens=4096")
+    run(_cfg(tmp_path / "one", *args))
+    run(_cfg(tmp_path / "three", *args, "eval.chunk_problems=3"))
+    one = _only_dir(tmp_path / "one", "eval/synthetic/toy-*")
+    three = _only_dir(tmp_path / "three", "eval/synthetic/toy-*")
+    assert len(list((three / "chunks").glob("chunk-*.jsonl"))) == 3
+    assert (one / "samples.jsonl").read_bytes() == (three / "samples.jsonl").read_bytes()
+
+
+def test_killed_eval_resumes_from_its_chunks_to_identical_output(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    args = ["benchmark=toy", "benchmark.limit=10", "eval.chunk_problems=1", "scale.max_new_tokens=96",
+            "scale.max_samples=2", "eval.grader_workers=1", "generation.device=cpu"]
+
+    def cli(root: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "longcot", f"output_root={root}", *args], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    killed = cli(tmp_path / "killed")
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "killed").glob("eval/tiny/toy-*/chunks/chunk-00001.jsonl")):
+        assert killed.poll() is None, killed.stderr.read()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    out = _only_dir(tmp_path / "killed", "eval/tiny/toy-*")
+    assert not (out / "DONE").exists() and not (out / "samples.jsonl").exists()
+    finished = sorted(p.name for p in (out / "chunks").glob("chunk-*.jsonl"))
+    assert 2 <= len(finished) < 10, finished
+
+    resumed = cli(tmp_path / "killed")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    whole = cli(tmp_path / "whole")
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_chunks"] == len(finished)
+    reference = _only_dir(tmp_path / "whole", "eval/tiny/toy-*")
+    assert reference.name == out.name  # same config, same identity
+    assert (out / "samples.jsonl").read_bytes() == (reference / "samples.jsonl").read_bytes()

@@ -172,6 +172,8 @@ class EvalConfig:
     benchmarks: list[str] = field(default_factory=list)  # extra benchmark config names to run too
     grader_timeout: float = 5.0
     grader_workers: int = 2
+    # Problems per resumable chunk: each graded chunk is saved as soon as it is done.
+    chunk_problems: int = 64
     reflection_keywords: list[str] = field(
         default_factory=lambda: ["wait", "recheck", "alternatively", "retry", "however"]
     )

@@ -63,7 +63,7 @@ def validate(cfg: DictConfig, launcher_target: str | None = None) -> None:
         _check_range(key, _get(cfg, key), 0, 1, lo_open=True)
     for key in ("benchmark.num_samples", "benchmark.max_new_tokens", "generation.max_new_tokens", "generation.n",
                 "generation.batch_size", "scale.max_problems", "scale.max_new_tokens", "scale.max_samples",
-                "eval.grader_workers"):
+                "eval.grader_workers", "eval.chunk_problems"):
         _check_range(key, _get(cfg, key), 1)
     _check_range("generation.error_rate", cfg.generation.error_rate, 0, 1)
     _check_range("model.rope_theta_scale", cfg.model.rope_theta_scale, 0, lo_open=True)

@@ -1,6 +1,6 @@
 """The eval stage: sample responses on benchmarks, grade them, summarise (paper App. E settings).
 
-Per benchmark it writes ``samples.jsonl`` (one row per sample), ``summary.json`` and the
+Per benchmark it writes graded chunks as it goes (``chunks/``, the resume points), then ``samples.jsonl`` (one row per sample), ``summary.json`` and the
 resolved ``config.yaml`` and a ``summary.png`` (lengths, reflection keywords) into ``<output_root>/eval/<model>/<benchmark>-<hash>/``, then ``DONE``.
 An identical re-launch skips a benchmark whose directory is done (``force=true`` redoes it).
 """
@@ -93,23 +93,10 @@ def _std(xs: list[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_dir: Path) -> dict[str, Any]:
-    """Generate, grade and write one benchmark's outputs into ``run_dir``; returns the summary."""
-    problems = cap_problems(load_benchmark(bench), cfg.scale)
-    if not problems:
-        raise ValueError(f"benchmark {bench.name}: no problems loaded")
-    params = sampling_params(bench, cfg.generation, cfg.scale)
-    prompts = [chat_prompt(p, bench.system_prompt, bench.prompt_template) for p in problems]
-    seeds = [prompt_seed(params.seed, p.id) for p in problems]
-    log.info("%s: %d problems x %d samples, max_new_tokens=%d", bench.name, len(problems), params.n, params.max_new_tokens)
-    t0 = time.perf_counter()
-    completions: list[list[Completion]] = generator.generate(prompts, params, seeds=seeds)
-    gen_s = time.perf_counter() - t0
+def sample_rows(problems: list[Problem], prompts: list[Any], completions: list[list[Completion]], verdicts: list[bool]) -> list[dict[str, Any]]:
+    """One ``samples.jsonl`` row per completion, in problem order then sample order."""
     flat = [(p, prompt, c) for p, prompt, cs in zip(problems, prompts, completions) for c in cs]
-    t1 = time.perf_counter()
-    verdicts = grade_batch([p for p, _, _ in flat], [c.text for _, _, c in flat], timeout=cfg.eval.grader_timeout, workers=cfg.eval.grader_workers)
-    grade_s = time.perf_counter() - t1
-    rows = [
+    return [
         {
             "problem_id": p.id,
             "sample_index": c.sample_index,
@@ -124,6 +111,50 @@ def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_d
         }
         for (p, prompt, c), ok in zip(flat, verdicts)
     ]
+
+
+def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_dir: Path) -> dict[str, Any]:
+    """Generate, grade and write one benchmark's outputs into ``run_dir``; returns the summary.
+
+    Problems go in chunks of ``eval.chunk_problems``; each graded chunk is written atomically to
+    ``chunks/`` as soon as it is done, so a killed run resumes from its last finished chunk (every
+    sample's seed is fixed by problem id and sample index, so chunking does not change what is drawn).
+    """
+    from tqdm.auto import tqdm
+
+    problems = cap_problems(load_benchmark(bench), cfg.scale)
+    if not problems:
+        raise ValueError(f"benchmark {bench.name}: no problems loaded")
+    params = sampling_params(bench, cfg.generation, cfg.scale)
+    prompts = [chat_prompt(p, bench.system_prompt, bench.prompt_template) for p in problems]
+    seeds = [prompt_seed(params.seed, p.id) for p in problems]
+    size = cfg.eval.chunk_problems
+    starts = range(0, len(problems), size)
+    log.info("%s: %d problems x %d samples, max_new_tokens=%d, %d chunk(s)", bench.name, len(problems), params.n,
+             params.max_new_tokens, len(starts))
+    rows: list[dict[str, Any]] = []
+    gen_s = grade_s = 0.0
+    generated_tokens = resumed = 0
+    for start in tqdm(starts, desc=f"eval {bench.name}", unit="chunk", disable=len(starts) == 1):
+        chunk = run_dir / "chunks" / f"chunk-{start // size:05d}.jsonl"
+        if chunk.is_file():
+            rows.extend(runs.read_jsonl(chunk))
+            resumed += 1
+            continue
+        part = slice(start, start + size)
+        t0 = time.perf_counter()
+        completions = generator.generate(prompts[part], params, seeds=seeds[part], progress=len(starts) == 1)
+        t1 = time.perf_counter()
+        texts = [c.text for cs in completions for c in cs]
+        graded = [p for p, cs in zip(problems[part], completions) for _ in cs]
+        verdicts = grade_batch(graded, texts, timeout=cfg.eval.grader_timeout, workers=cfg.eval.grader_workers)
+        gen_s, grade_s = gen_s + t1 - t0, grade_s + time.perf_counter() - t1
+        chunk_rows = sample_rows(problems[part], prompts[part], completions, verdicts)
+        generated_tokens += sum(r["tokens"] for r in chunk_rows)
+        runs.write_jsonl(chunk, chunk_rows)
+        rows.extend(chunk_rows)
+    if resumed:
+        log.info("%s: resumed %d finished chunk(s) of %d", bench.name, resumed, len(starts))
     summary = summarise(problems, rows, params.n, list(cfg.eval.reflection_keywords))
     summary.update(
         benchmark=bench.name,
@@ -131,7 +162,8 @@ def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_d
         sampling=asdict(params),
         generation_seconds=gen_s,
         grading_seconds=grade_s,
-        tokens_per_second=sum(r["tokens"] for r in rows) / gen_s if gen_s > 0 else None,
+        resumed_chunks=resumed,
+        tokens_per_second=generated_tokens / gen_s if gen_s > 0 else None,
     )
     runs.write_jsonl(run_dir / "samples.jsonl", rows)
     runs.write_json(run_dir / "summary.json", summary)
@@ -152,7 +184,8 @@ def run_identity(cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     extra = {
         "benchmark": settings,
         "source": source_identity(bench, "benchmark"),
-        "eval": {"grader_timeout": cfg.eval.grader_timeout, "reflection_keywords": list(cfg.eval.reflection_keywords)},
+        "eval": {"grader_timeout": cfg.eval.grader_timeout, "reflection_keywords": list(cfg.eval.reflection_keywords),
+                 "chunk_problems": cfg.eval.chunk_problems},  # chunks are batches: padding noise may differ
     }
     if cfg.generation.backend == "hf":  # sampling streams differ between CPU and CUDA
         extra["device"] = resolve_device(cfg.generation.device).split(":")[0]
