@@ -32,9 +32,7 @@ BackendBuilder = Callable[["ModelConfig", "GenerationConfig"], Generator]
 BACKENDS: dict[str, str | BackendBuilder] = {
     "hf": "longcot.generation.hf:build",
     "vllm": "longcot.generation.vllm:build",
-    # >>> HOOK: synthetic backend. ``longcot/generation/synthetic.py`` (added separately) must
-    # >>> define ``build(model_cfg, gen_cfg) -> Generator``; nothing else needs to change here.
-    "synthetic": "longcot.generation.synthetic:build",
+    "synthetic": "longcot.generation.synthetic:build",  # CPU teacher for the toy task
 }
 
 
@@ -48,15 +46,7 @@ def _resolve_builder(name: str) -> BackendBuilder:
     if callable(builder):
         return builder
     module_name, _, attr = builder.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise NotImplementedError(
-                f"generation backend {name!r} is registered but its module {module_name} does not exist yet"
-            ) from exc
-        raise
-    return getattr(module, attr or "build")
+    return getattr(importlib.import_module(module_name), attr or "build")
 
 
 def build_generator(model_cfg: "ModelConfig", gen_cfg: "GenerationConfig") -> Generator:
