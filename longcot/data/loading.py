@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from omegaconf import DictConfig, OmegaConf
+
 from longcot.data.records import Problem
 from longcot.data.toy import toy_problems
 
@@ -163,17 +165,25 @@ def mmlu_pro_1k_subset(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sub.to_dict("records")
 
 
-def source_identity(cfg: Any, what: str) -> dict[str, Any]:
-    """What a benchmark/data config actually reads, for run identity: a file's content digest or a
-    dataset id with its config and split (the toy task is defined by its own fields)."""
+LOCATION_FIELDS = ("path", "shared_file", "dataset_id", "dataset_config", "split")
+
+
+def data_identity(cfg: Any, what: str) -> dict[str, Any]:
+    """What a benchmark/data config contributes to a run's identity: its settings without where the
+    data lives, plus what was actually read (a file's content digest, or a dataset id with its
+    config and split; the toy task is defined by its own fields). Moving a file keeps the identity;
+    editing it changes it."""
+    settings = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(vars(cfg))
+    for field in LOCATION_FIELDS:
+        settings.pop(field, None)
     if cfg.kind == "toy":
-        return {"toy": [cfg.toy_size, cfg.toy_seed]}
+        return {"settings": settings, "source": "toy"}
     from longcot.runs import file_digest
 
     source, where = resolve_source(cfg.path, cfg.shared_file, cfg.dataset_id, what)
     if source == "file":
-        return {"file_sha256": file_digest(where)}
-    return {"dataset_id": where, "config": cfg.dataset_config, "split": cfg.split}
+        return {"settings": settings, "source": {"file_sha256": file_digest(where)}}
+    return {"settings": settings, "source": {"dataset_id": where, "config": cfg.dataset_config, "split": cfg.split}}
 
 
 def load_benchmark(cfg: Any) -> list[Problem]:

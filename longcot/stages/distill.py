@@ -45,7 +45,7 @@ from longcot.distill.shards import (Shard, all_shards, merge_lock, read_marker, 
                                     samples_fingerprint)
 
 log = logging.getLogger(__name__)
-IDENTITY_KEYS = ["model", "generation", "data", "scale"]
+IDENTITY_KEYS = ["model", "generation", "scale"]
 
 
 def _container(node: Any) -> Any:
@@ -67,7 +67,9 @@ def sampling_identity(cfg: DictConfig, plan: TeacherPlan) -> dict[str, Any]:
         extra["constructed"] = _container(d.constructed)
     if d.mode == "silver":
         extra["silver"] = _container(d.silver)
-    return runs.identity(cfg, IDENTITY_KEYS, {"distill": extra})
+    from longcot.data.loading import data_identity
+
+    return runs.identity(cfg, IDENTITY_KEYS, {"data": data_identity(cfg.data, "data"), "distill": extra})
 
 
 def selection_identity(cfg: DictConfig) -> dict[str, Any]:

@@ -174,16 +174,12 @@ def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_d
 
 def run_identity(cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     """Everything that changes a benchmark's results: model, generation engine (with the device it
-    resolves to), scale, benchmark settings, the data actually read, and the grading/analysis settings."""
-    from longcot.data.loading import source_identity
+    resolves to), scale, benchmark settings and the data actually read, grading/analysis settings."""
+    from longcot.data.loading import data_identity
     from longcot.models.loading import resolve_device
 
-    settings = OmegaConf.to_container(bench, resolve=True)
-    for where in ("path", "shared_file", "dataset_id", "dataset_config", "split"):  # "source" says what was read
-        settings.pop(where)
     extra = {
-        "benchmark": settings,
-        "source": source_identity(bench, "benchmark"),
+        "benchmark": data_identity(bench, "benchmark"),
         "eval": {"grader_timeout": cfg.eval.grader_timeout, "reflection_keywords": list(cfg.eval.reflection_keywords),
                  "chunk_problems": cfg.eval.chunk_problems},  # chunks are batches: padding noise may differ
     }
