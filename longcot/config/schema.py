@@ -13,6 +13,8 @@ from omegaconf import MISSING
 
 from longcot.distill.config import DistillConfig
 from longcot.rewards.config import RewardConfig
+from longcot.rl.config import AlgorithmConfig, RLConfig
+from longcot.sft.config import SFTConfig
 
 
 @dataclass
@@ -102,25 +104,6 @@ class BenchmarkConfig:
 
 
 @dataclass
-class AlgorithmConfig:
-    """An RL algorithm (§4): PPO, GRPO or REINFORCE++; consumed by the rl stage."""
-
-    name: str = MISSING  # ppo | grpo | reinforce_pp
-    learning_rate: float = 1e-6
-    kl_coef: float = 0.01
-    clip_ratio: float = 0.2
-    rollout_batch_size: int = 512
-    samples_per_prompt: int = 8
-    max_new_tokens: int = 14336
-    temperature: float = 1.0
-    top_p: float = 1.0
-    gamma: float = 1.0
-    lam: float = 1.0
-    critic_learning_rate: Optional[float] = None  # ppo only
-    epochs: int = 1
-
-
-@dataclass
 class ClusterConfig:
     """Where grid points run: ``local`` (this machine) or ``slurm`` (via submitit)."""
 
@@ -196,6 +179,8 @@ class LongcotConfig:
     scale: ScaleConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     output_root: str = "runs"
     force: bool = False  # re-run even if an identical finished run exists
 
