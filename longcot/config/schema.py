@@ -30,6 +30,9 @@ class ModelConfig:
     rope_theta_scale: float = 1.0
     max_model_len: Optional[int] = None  # context window; None = the model's own
     trust_remote_code: bool = False
+    revision: Optional[str] = None  # hub ids: a branch, tag or commit (part of the run identity)
+    # Models of more than ~1B parameters refuse to run on a CPU unless this is set.
+    allow_large_on_cpu: bool = False
     role: str = "policy"  # policy | teacher | verifier
     # tiny-model shape (used only when path == "tiny")
     tiny_seed: int = 0
