@@ -1,14 +1,26 @@
-"""Typed settings of the SFT stage (``sft.*`` of the root config)."""
+"""Typed settings of the SFT stage (``sft.*`` of the root config).
+
+Recipe defaults are the SFT recipe reported for the paper (Yeo et al. 2025, §3 / App. E).
+UNVERIFIED: the paper's text could not be read here and the official repo
+(eddycmu/demystify-long-cot) has no SFT code, so every value marked UNVERIFIED below is the recipe
+as reported to us, not checked against the paper.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
 
+SOURCES = ("distill", "dataset")
+OVERLONG = ("drop", "truncate")
+BACKENDS = ("auto", "torch", "deepspeed")
+PRECISIONS = ("auto", "float32", "bf16")
+ATTN = ("sdpa", "eager", "flash_attention_2")
+
 
 @dataclass
 class SFTConfig:
-    """SFT settings. Filled in by the SFT recipe; see longcot/sft/."""
+    """SFT data selection and training hyperparameters (see longcot/sft/recipe.py)."""
 
     # Where the training data comes from: "distill" (a distill run planned from this config with
     # model=<teacher>) or "dataset" (a local file / hub dataset id in `dataset`).
@@ -17,3 +29,76 @@ class SFTConfig:
     subset: str = "n32"  # a distill selection: "n<N>" or "n<N>/budget-<tokens>"
     dataset: Optional[str] = None  # source=dataset: local .jsonl/.json/.parquet or hub id
     eval_benchmarks: list[str] = field(default_factory=list)
+
+    # --- dataset fields (source=dataset): prompt + response columns, or chat `messages`
+    prompt_field: str = "prompt"
+    response_field: str = "response"
+    messages_field: str = "messages"
+    dataset_split: str = "train"
+    system_prompt: Optional[str] = None  # prepended as a system turn when set
+
+    # --- batch and sequence
+    # An optimizer step consumes `global_batch_sequences` samples (UNVERIFIED: 256), summed over all
+    # processes; they are packed into micro-batches of at most `max_tokens_per_micro_batch` tokens
+    # (one flattened row each, no attention across samples). The last step of an epoch takes the
+    # remaining len(data) % global_batch_sequences samples (a smaller, full-weight step).
+    global_batch_sequences: int = 256  # UNVERIFIED
+    max_length: int = 16384  # UNVERIFIED "long max length": tokens per sample (prompt + response)
+    max_tokens_per_micro_batch: int = 16384  # >= max_length
+    overlong: str = "drop"  # samples longer than max_length: drop | truncate (keep the first max_length tokens)
+
+    # --- optimisation
+    learning_rate: float = 5e-6  # UNVERIFIED
+    warmup_ratio: float = 0.03  # UNVERIFIED: "warmup then cosine decay"; the ratio is our choice
+    min_lr_ratio: float = 0.0  # cosine decays to min_lr_ratio * learning_rate
+    epochs: int = 2  # UNVERIFIED
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    max_steps: Optional[int] = None  # stop early after this many optimizer steps (smoke runs); the schedule still spans all epochs
+    seed: int = 0  # data order (one permutation per epoch) and torch RNG
+
+    # --- engine
+    backend: str = "auto"  # auto (deepspeed on >1 GPU when installed, else torch) | torch | deepspeed
+    zero_stage: int = 2  # deepspeed: conf/deepspeed/zero<stage>.json
+    precision: str = "auto"  # auto: bf16 on GPU (UNVERIFIED: paper recipe), float32 on CPU | float32 | bf16
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 (GPU)
+    gradient_checkpointing: bool = False
+
+    # --- checkpoints and logging
+    save_every_steps: int = 100  # periodic checkpoint interval (optimizer steps); 0 = only the final one
+    keep_last: int = 2  # periodic checkpoints kept (older ones deleted)
+    log_every_steps: int = 1
+
+    def validate(self) -> None:
+        """One clear ValueError naming the ``sft.*`` key and its valid values."""
+        if self.source not in SOURCES:
+            raise ValueError(f"sft.source={self.source!r}; valid: {', '.join(SOURCES)}")
+        if self.overlong not in OVERLONG:
+            raise ValueError(f"sft.overlong={self.overlong!r}; valid: {', '.join(OVERLONG)}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"sft.backend={self.backend!r}; valid: {', '.join(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"sft.precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        if self.attn_implementation not in ATTN:
+            raise ValueError(f"sft.attn_implementation={self.attn_implementation!r}; valid: {', '.join(ATTN)}")
+        if self.zero_stage not in (1, 2, 3):
+            raise ValueError(f"sft.zero_stage={self.zero_stage!r}; valid: 1, 2, 3")
+        for key in ("global_batch_sequences", "max_length", "max_tokens_per_micro_batch", "epochs"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"sft.{key} must be >= 1, got {getattr(self, key)}")
+        if self.max_tokens_per_micro_batch < self.max_length:
+            raise ValueError(f"sft.max_tokens_per_micro_batch={self.max_tokens_per_micro_batch} must be >= "
+                             f"sft.max_length={self.max_length} (a sample must fit in one micro-batch)")
+        if self.learning_rate <= 0:
+            raise ValueError(f"sft.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"sft.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"sft.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"sft.max_steps must be >= 1 or null, got {self.max_steps}")
+        if self.save_every_steps < 0 or self.keep_last < 1 or self.log_every_steps < 1:
+            raise ValueError("sft.save_every_steps must be >= 0, sft.keep_last and sft.log_every_steps >= 1")
