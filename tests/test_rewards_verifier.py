@@ -7,7 +7,9 @@ from longcot.generation.base import Completion, SamplingParams
 from longcot.rewards.correctness import score_correctness
 from longcot.rewards.verifier import (
     JUDGE_SYSTEM_PROMPT,
+    OFFICIAL_MAX_NEW_TOKENS,
     build_judge_prompt,
+    official_tail,
     judge_batch,
     parse_judgement,
     tail_lines,
@@ -65,9 +67,36 @@ def test_tail_lines():
         tail_lines("a", 0)
 
 
-def test_build_judge_prompt():
+def test_official_judge_prompt_exact():
+    """The paper's prompt (official openrlhf/reward/judge.py PROMPT_TEMPLATE), character for character."""
+    response = "\n".join(f"step {i}" for i in range(1, 31)) + "\nSo the answer is \\boxed{42}.\n"
+    msgs = build_judge_prompt("The product is \\boxed{42}.", response, "What is 6*7?")
+    assert [m["role"] for m in msgs] == ["user"]  # one user turn; the problem is not shown
+    tail = "\n".join(["step 13"] + [f"step {i}" for i in range(14, 31)] + ["So the answer is \\boxed{42}.", ""])
+    expected = (
+        "Given the following last 20 lines of the LLM response to a math question\n"
+        "and the reference solution to that question, evaluate if the LLM response is correct based only on the LLM's final answer.\n"
+        "\n"
+        "LLM response (last 20 lines):\n"
+        "...\n"
+        f"{tail}\n"
+        "\n"
+        "Reference solution:\n"
+        "The product is \\boxed{42}.\n"
+        "\n"
+        "Explain your thought process step-by-step before responding with `Judgement: <correct/wrong/not_found>`\n"
+    )
+    assert msgs[0]["content"] == expected
+    assert "What is 6*7?" not in msgs[0]["content"]
+    # the official cut keeps a trailing empty line (split on "\n", no strip): 19 text lines + ""
+    assert official_tail("a\nb\n", 2) == "b\n" and official_tail("a\nb", 5) == "a\nb"
+    with pytest.raises(ValueError, match="official, concise"):
+        build_judge_prompt("1", "x", style="terse")
+
+
+def test_build_judge_prompt_concise():
     response = "\n".join(f"step {i}" for i in range(1, 31)) + "\nSo the answer is \\boxed{42}."
-    msgs = build_judge_prompt("42", response, "What is 6*7?")
+    msgs = build_judge_prompt("42", response, "What is 6*7?", style="concise")
     assert [m["role"] for m in msgs] == ["system", "user"]
     assert msgs[0]["content"] == JUDGE_SYSTEM_PROMPT
     user = msgs[1]["content"]
@@ -76,8 +105,8 @@ def test_build_judge_prompt():
     assert "step 12\n" in user and "step 11\n" not in user and "step 1\n" not in user
     for verdict in ("Judgement: correct", "Judgement: wrong", "Judgement: not_found"):
         assert verdict in user
-    assert "Problem" not in build_judge_prompt("42", response)[1]["content"]
-    assert "last 5 lines" in build_judge_prompt("42", response, last_lines=5)[1]["content"]
+    assert "Problem" not in build_judge_prompt("42", response, style="concise")[1]["content"]
+    assert "last 5 lines" in build_judge_prompt("42", response, last_lines=5, style="concise")[1]["content"]
 
 
 class FakeJudge:
@@ -100,13 +129,31 @@ class FakeJudge:
 
 def test_judge_batch_one_greedy_call():
     judge = FakeJudge(["Judgement: correct", "**Judgement:** Wrong", "I cannot tell."])
-    out = judge_batch(judge, ["p1", None, "p3"], ["1", "2", "3"], ["r1", "r2", "r3"], max_new_tokens=64)
+    out = judge_batch(
+        judge, ["p1", None, "p3"], ["1", "2", "3"], ["r1", "r2", "r3"], max_new_tokens=64, style="concise"
+    )
     assert out == ["correct", "wrong", "not_found"]
     assert len(judge.calls) == 1
     prompts, params = judge.calls[0]
     assert isinstance(params, SamplingParams)
     assert params.temperature == 0.0 and params.n == 1 and params.max_new_tokens == 64
     assert "p1" in prompts[0][1]["content"] and "Problem" not in prompts[1][1]["content"]
+
+
+def test_judge_batch_defaults_are_official():
+    """Default: the official prompt, greedy, 1,024 new tokens; step-by-step replies parse robustly."""
+    replies = [
+        "The response ends with 42 and the reference is 42.\n**Judgement:** correct",
+        "Step 1: the final answer is 7.\nStep 2: the reference is 8.\nJudgement: wrong",
+        "The response stops mid-way, no final answer.\nJudgement: not_found",
+    ]
+    judge = FakeJudge(replies)
+    out = judge_batch(judge, None, ["42", "8", "1"], ["\\boxed{42}", "\\boxed{7}", "so"])
+    assert out == ["correct", "wrong", "not_found"]
+    prompts, params = judge.calls[0]
+    assert OFFICIAL_MAX_NEW_TOKENS == 1024 and params.max_new_tokens == 1024 and params.temperature == 0.0
+    assert [m["role"] for m in prompts[0]] == ["user"]
+    assert prompts[0][0]["content"].startswith("Given the following last 20 lines of the LLM response")
 
 
 def test_judge_batch_edge_cases():

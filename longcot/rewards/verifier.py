@@ -1,10 +1,20 @@
-"""The model-based verifier of §5: an LLM judge compares a response's final answer with the reference.
+r"""The model-based verifier of §5: an LLM judge compares a response's final answer with the reference.
 
-The judge sees the problem (optional), the reference answer and only the **last** ``last_lines``
-(20) lines of the response -- where a long CoT states its final answer -- and must end its reply
-with one line ``Judgement: correct``, ``Judgement: wrong`` or ``Judgement: not_found``.
-:func:`parse_judgement` reads that line robustly; :func:`judge_batch` judges a whole batch with one
-``Generator.generate`` call, greedily by default.
+Two prompt styles (``style``):
+
+* ``official`` (default): the paper's judge prompt, transcribed from the official
+  ``openrlhf/reward/judge.py`` (``PROMPT_TEMPLATE``): one user turn with the response's last 20
+  lines (split on ``\n``, unstripped, after a ``...`` line) and the reference solution; the judge is
+  asked to "Explain your thought process step-by-step before responding with
+  `Judgement: <correct/wrong/not_found>`". Greedy, up to 1,024 new tokens
+  (:data:`OFFICIAL_MAX_NEW_TOKENS`), as the official ``SamplingParams(temperature=0, max_tokens=1024)``.
+* ``concise``: this project's earlier prompt: a grader system turn, the optional problem, and a
+  request for exactly one verdict line (fits a 256-token budget).
+
+Either way the judge's reply ends with ``Judgement: correct``, ``Judgement: wrong`` or
+``Judgement: not_found``; :func:`parse_judgement` reads that line robustly (the official regex
+``.*Judgement:\s+(correct|wrong|not_found).*`` misses markdown, "Judgment" and "incorrect");
+:func:`judge_batch` judges a whole batch with one ``Generator.generate`` call.
 """
 
 from __future__ import annotations
@@ -17,6 +27,24 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Judgement = Literal["correct", "wrong", "not_found"]
 JUDGEMENTS: tuple[str, ...] = ("correct", "wrong", "not_found")
+
+JUDGE_STYLES = ("official", "concise")
+OFFICIAL_MAX_NEW_TOKENS = 1024  # official judge.py: SamplingParams(temperature=0, top_p=1, max_tokens=1024)
+OFFICIAL_LAST_LINES = 20  # official judge.py: TRUNCATED_LINES
+
+# Verbatim from the official openrlhf/reward/judge.py (PROMPT_TEMPLATE), placeholders renamed.
+OFFICIAL_JUDGE_TEMPLATE = """Given the following last {num_lines} lines of the LLM response to a math question
+and the reference solution to that question, evaluate if the LLM response is correct based only on the LLM's final answer.
+
+LLM response (last {num_lines} lines):
+...
+{response}
+
+Reference solution:
+{reference}
+
+Explain your thought process step-by-step before responding with `Judgement: <correct/wrong/not_found>`
+"""
 
 JUDGE_SYSTEM_PROMPT = (
     "You are a meticulous grader. You compare the final answer of a student's response with a "
@@ -56,10 +84,30 @@ def tail_lines(text: str, num_lines: int = 20) -> str:
     return "\n".join(text.strip().splitlines()[-num_lines:])
 
 
+def official_tail(text: str, num_lines: int = OFFICIAL_LAST_LINES) -> str:
+    r"""The official cut: ``"\n".join(text.split("\n")[-num_lines:])`` (no stripping)."""
+    if num_lines < 1:
+        raise ValueError(f"num_lines must be >= 1, got {num_lines}")
+    return "\n".join(text.split("\n")[-num_lines:])
+
+
 def build_judge_prompt(
-    reference: str, response: str, problem: Optional[str] = None, *, last_lines: int = 20
+    reference: str,
+    response: str,
+    problem: Optional[str] = None,
+    *,
+    last_lines: int = OFFICIAL_LAST_LINES,
+    style: str = "official",
 ) -> list[dict[str, str]]:
-    """The judge's chat prompt (system + user) for one response."""
+    """The judge's chat prompt for one response: ``official`` (one user turn; the problem is not
+    shown, as in the paper) or ``concise`` (system + user, with the problem when given)."""
+    if style not in JUDGE_STYLES:
+        raise ValueError(f"reward.verifier.prompt: unknown value {style!r}; valid: {', '.join(JUDGE_STYLES)}")
+    if style == "official":
+        user = OFFICIAL_JUDGE_TEMPLATE.format(
+            num_lines=last_lines, response=official_tail(response, last_lines), reference=str(reference)
+        )
+        return [{"role": "user", "content": user}]
     problem_block = f"\n## Problem\n{problem.strip()}\n" if problem else ""
     tail = tail_lines(response, last_lines)
     user = JUDGE_USER_TEMPLATE.format(
@@ -115,15 +163,18 @@ def judge_batch(
     references: Sequence[str],
     responses: Sequence[str],
     *,
-    last_lines: int = 20,
-    max_new_tokens: int = 256,
+    last_lines: int = OFFICIAL_LAST_LINES,
+    max_new_tokens: int = OFFICIAL_MAX_NEW_TOKENS,
     temperature: float = 0.0,
     seed: int = 0,
     progress: bool = False,
+    style: str = "official",
 ) -> list[Judgement]:
-    """Judge ``responses[i]`` against ``references[i]`` (and ``problems[i]`` if given) in one generate call.
+    """Judge ``responses[i]`` against ``references[i]`` in one generate call (``problems[i]`` is
+    shown by the ``concise`` style only).
 
-    Greedy (``temperature=0``) by default. A reply without a verdict line counts as ``"not_found"``.
+    Greedy (``temperature=0``), 1,024 new tokens and the official prompt by default. A reply
+    without a verdict line counts as ``"not_found"``.
     """
     from longcot.generation.base import SamplingParams
 
@@ -135,7 +186,7 @@ def judge_batch(
         return []
     probs = problems if problems is not None else [None] * len(responses)
     prompts = [
-        build_judge_prompt(ref, resp, prob, last_lines=last_lines)
+        build_judge_prompt(ref, resp, prob, last_lines=last_lines, style=style)
         for prob, ref, resp in zip(probs, references, responses)
     ]
     params = SamplingParams(
