@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+import os
+from typing import Literal, Protocol, Sequence, runtime_checkable
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 Prompt = Sequence[Message]
@@ -103,3 +104,27 @@ class Generator(Protocol):
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts of plain texts under this backend's tokenizer."""
         ...
+
+
+@runtime_checkable
+class WeightReloadable(Protocol):
+    """A backend that can swap in new policy weights without being rebuilt (RL rollouts)."""
+
+    def reload_weights(self, checkpoint_dir: str | os.PathLike) -> float:
+        """Load the weights in ``checkpoint_dir`` (an HF ``save_pretrained`` directory with
+        ``*.safetensors`` files of the same architecture) into the running engine, in place.
+
+        After it returns, every later ``generate`` call samples from the new weights. Returns the
+        seconds the reload took.
+        """
+        ...
+
+
+def reload_weights(generator: Generator, checkpoint_dir: str | os.PathLike) -> float:
+    """``generator.reload_weights(checkpoint_dir)``, or a ValueError naming the backends that can."""
+    if not isinstance(generator, WeightReloadable):
+        raise ValueError(
+            f"generation backend {type(generator).__name__} cannot reload weights in place; "
+            "use generation=vllm (VLLMGenerator.reload_weights)"
+        )
+    return generator.reload_weights(checkpoint_dir)

@@ -62,25 +62,29 @@ _CORPUS_LINES = 6000
 
 
 # --------------------------------------------------------------------------- shape / cache key
+# spec key -> ModelConfig field. The spec's defaults are ModelConfig's (hidden 128, 4 heads: head
+# size 32, which both transformers and vLLM's CPU attention backend support).
+SPEC_FIELDS = {
+    "seed": "tiny_seed",
+    "hidden_size": "tiny_hidden_size",
+    "layers": "tiny_layers",
+    "heads": "tiny_heads",
+    "vocab_size": "tiny_vocab_size",
+    "max_position": "tiny_max_position",
+}
+
+
 def tiny_spec(model_cfg: "ModelConfig | None" = None, **overrides: Any) -> dict[str, int]:
     """The fields that determine the tiny model (and its cache key), from a ModelConfig or defaults."""
-    spec = {
-        "seed": 0,
-        "hidden_size": 64,
-        "layers": 2,
-        "heads": 4,
-        "vocab_size": 1024,
-        "max_position": 2048,
-    }
-    if model_cfg is not None:
-        spec.update(
-            seed=int(model_cfg.tiny_seed),
-            hidden_size=int(model_cfg.tiny_hidden_size),
-            layers=int(model_cfg.tiny_layers),
-            heads=int(model_cfg.tiny_heads),
-            vocab_size=int(model_cfg.tiny_vocab_size),
-            max_position=int(model_cfg.tiny_max_position),
-        )
+    if model_cfg is None:
+        # The one source of truth for the default shape: ModelConfig's tiny_* defaults (model=tiny).
+        from longcot.config.schema import ModelConfig
+
+        model_cfg = ModelConfig(name="tiny", path="tiny")
+    spec = {key: int(getattr(model_cfg, field)) for key, field in SPEC_FIELDS.items()}
+    unknown = sorted(set(overrides) - set(SPEC_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown tiny model field(s) {unknown}; valid: {', '.join(SPEC_FIELDS)}")
     spec.update(overrides)
     if spec["hidden_size"] % spec["heads"]:
         raise ValueError(f"tiny_hidden_size={spec['hidden_size']} must be a multiple of tiny_heads={spec['heads']}")
