@@ -1,4 +1,12 @@
-"""Typed settings of RL: the ``algorithm`` group (PPO, GRPO, REINFORCE++) and the rl stage's ``rl.*``."""
+"""Typed settings of RL: the ``algorithm`` group (PPO, GRPO, Dr. GRPO, REINFORCE++) and the rl stage's ``rl.*``.
+
+Defaults are the paper's PPO (official ``scripts/section_4__*``, ``cli/train_ppo_ray.py``): actor lr
+5e-7, critic lr 9e-6, 512 prompts per rollout and per train batch, eps clip 0.2, value clip 0.2,
+Adam betas (0.9, 0.95), grad-norm clip 1.0, k1 KL with a fixed coefficient 0.01 added to the reward,
+rewards clipped to (-10, 10), lambda 1, t = 1.0, top-p 1.0, prompts up to 2,048 and responses up to
+14,336 tokens. The discount factors are the reward channels' (``reward.gamma``,
+``reward.repetition.gamma``; official ``--gamma 1,0.99``), not an algorithm setting.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +15,111 @@ from typing import Optional
 
 from omegaconf import MISSING
 
+ALGORITHMS = ("ppo", "grpo", "dr_grpo", "reinforce_pp")
+ADVANTAGES = ("gae", "reinforce", "group", "dr_group")
+KL_PLACEMENTS = ("reward", "loss")
+ROLLOUT_BACKENDS = ("hf", "vllm")
+
+
+def _choice(key: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}")
+
 
 @dataclass
 class AlgorithmConfig:
-    """An RL algorithm (§4): PPO, GRPO or REINFORCE++; consumed by the rl stage."""
+    """An RL algorithm (§4): which advantage estimator, where the KL goes, and the optimisation settings.
 
-    name: str = MISSING  # ppo | grpo | reinforce_pp
-    learning_rate: float = 1e-6
+    ``rollout_batch_size`` prompts are sampled ``samples_per_prompt`` times per step; the rollout is
+    then trained on for ``epochs`` passes in optimizer steps of ``train_batch_size`` responses
+    (micro batches of ``micro_train_batch_size``). ``episodes`` passes over the prompt data.
+    """
+
+    name: str = MISSING  # ppo | grpo | dr_grpo | reinforce_pp
+    advantage: str = "gae"  # gae (PPO, critic) | reinforce (REINFORCE++) | group (GRPO) | dr_group (Dr. GRPO)
+    learning_rate: float = 5e-7
+    critic_learning_rate: Optional[float] = 9e-6  # gae only
     kl_coef: float = 0.01
+    kl_estimator: str = "k1"  # k1 | k2 | k3
+    kl_in: str = "reward"  # reward: -kl_coef*KL split among the reward channels | loss: kl_coef*mean KL in the actor loss
+    reward_clip: Optional[float] = 10.0  # channel rewards clipped to [-reward_clip, reward_clip]
     clip_ratio: float = 0.2
-    rollout_batch_size: int = 512
+    value_clip: Optional[float] = 0.2
+    entropy_coef: float = 0.0
+    lam: float = 1.0
+    whiten_advantages: bool = True  # official replay-buffer normalisation (gae, reinforce)
+    loss_aggregation: str = "seq_mean_token_mean"  # | token_mean | seq_mean_token_sum_norm (Dr. GRPO)
+    group_eps: float = 1e-6
+    rollout_batch_size: int = 512  # prompts per step
     samples_per_prompt: int = 8
+    train_batch_size: int = 512  # responses per optimizer step
+    micro_train_batch_size: int = 1
+    epochs: int = 1
+    episodes: int = 1
+    max_prompt_tokens: int = 2048
     max_new_tokens: int = 14336
     temperature: float = 1.0
     top_p: float = 1.0
-    gamma: float = 1.0
-    lam: float = 1.0
-    critic_learning_rate: Optional[float] = None  # ppo only
-    epochs: int = 1
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+
+    def validate(self) -> "AlgorithmConfig":
+        _choice("algorithm.name", self.name, ALGORITHMS)
+        _choice("algorithm.advantage", self.advantage, ADVANTAGES)
+        _choice("algorithm.kl_in", self.kl_in, KL_PLACEMENTS)
+        from longcot.rl.kl import KL_ESTIMATORS
+        from longcot.rl.losses import LOSS_AGGREGATIONS
+
+        _choice("algorithm.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        _choice("algorithm.loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
+        for key in ("rollout_batch_size", "samples_per_prompt", "train_batch_size", "micro_train_batch_size",
+                    "epochs", "episodes", "max_prompt_tokens", "max_new_tokens"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"algorithm.{key} must be >= 1, got {getattr(self, key)}")
+        if self.train_batch_size % self.micro_train_batch_size:
+            raise ValueError(
+                f"algorithm.train_batch_size={self.train_batch_size} must be a multiple of "
+                f"algorithm.micro_train_batch_size={self.micro_train_batch_size}"
+            )
+        if self.advantage in ("group", "dr_group") and self.samples_per_prompt < 2:
+            raise ValueError(f"algorithm.samples_per_prompt must be >= 2 for {self.advantage} advantages")
+        if self.advantage == "gae" and not self.critic_learning_rate:
+            raise ValueError("algorithm.critic_learning_rate must be set for advantage=gae (PPO trains a critic)")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"algorithm.lam must be in [0, 1], got {self.lam}")
+        if self.learning_rate <= 0 or self.kl_coef < 0 or self.clip_ratio <= 0:
+            raise ValueError("algorithm.learning_rate and algorithm.clip_ratio must be > 0, algorithm.kl_coef >= 0")
+        if len(self.adam_betas) != 2:
+            raise ValueError(f"algorithm.adam_betas must have 2 values, got {list(self.adam_betas)}")
+        return self
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.advantage == "gae"
 
 
 @dataclass
 class RLConfig:
-    """Settings of the rl stage beyond the algorithm (filled in by the RL recipe; see longcot/rl/)."""
+    """Settings of the rl stage beyond the algorithm."""
 
-    # The SFT run the actor (and critic) start from: None = RL directly from `model` (Table 4 "base").
+    # The SFT run the actor (and critic) start from: False = RL directly from `model` (Table 4 "base").
     from_sft: bool = False
     eval_benchmarks: list[str] = field(default_factory=list)
+    max_steps: Optional[int] = None  # cap on rollout steps (None: episodes x prompts / rollout_batch_size)
+    save_every: int = 8  # checkpoint every N steps (official --save_steps 8), and at the end
+    keep_checkpoints: int = 2  # most recent checkpoints kept
+    rollout_backend: str = "hf"  # hf | vllm (colocated; weights pushed after every update)
+    generate_batch_size: int = 64  # HF rollout batch (responses per generate call)
+    forward_batch_size: int = 8  # responses per no-grad forward (logprobs, ref logprobs, values)
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> "RLConfig":
+        _choice("rl.rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
+        for key in ("save_every", "keep_checkpoints", "generate_batch_size", "forward_batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"rl.{key} must be >= 1, got {getattr(self, key)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"rl.max_steps must be >= 1 or null, got {self.max_steps}")
+        return self
