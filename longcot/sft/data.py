@@ -171,3 +171,23 @@ def tokenize_examples(
     if not out:
         raise ValueError(f"sft.max_length={max_length}: every example is longer; raise it or set sft.overlong=truncate")
     return out, {"examples": len(examples), "kept": len(out), "dropped": dropped, "truncated": truncated}
+
+
+def toy_examples(size: int, seed: int, *, style: str = "short", error_rate: float = 0.0) -> list[SFTExample]:
+    """A toy SFT set: :func:`longcot.data.toy.toy_problems` answered the way the synthetic teacher
+    does (:mod:`longcot.generation.synthetic`, ``style`` long or short), with the benchmark prompt."""
+    import random
+
+    from longcot.data.prompts import problem_text
+    from longcot.data.toy import toy_problems
+    from longcot.generation.synthetic import _EXPR, parse_expression, write_long, write_short
+
+    writer = {"long": write_long, "short": write_short}.get(style)
+    if writer is None:
+        raise ValueError(f"style={style!r}; valid: long, short")
+    out = []
+    for i, p in enumerate(toy_problems(size, seed)):
+        expr = parse_expression(_EXPR.search(p.problem).group(1))
+        response = writer(expr, random.Random(seed * 1_000_003 + i), error_rate)
+        out.append(SFTExample(({"role": "user", "content": problem_text(p)},), response))
+    return out

@@ -83,7 +83,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "min_loss": min(losses),
         "tokens": int(sum(r.get("tokens", 0) for r in recs)),
         "mean_tokens_per_s": sum(tps) / len(tps) if tps else None,
-        "padding_fraction": recs[-1].get("padding_fraction_cum"),
+        "padding_fraction": sum(r.get("padding_fraction", 0.0) for r in recs) / len(recs),
     }
 
 
