@@ -69,18 +69,27 @@ def test_adversarial_answer_gets_a_verdict_in_time(name: str, tmp_path: Path, re
         assert not PWNED.exists(), "model text was executed"
 
 
-def test_adversarial_batch_with_timeouts_counted(tmp_path: Path) -> None:
-    """All hostile pairs in one batch (2 workers) plus normal ones: normal pairs still grade right."""
+@pytest.mark.parametrize("screen", [True, False], ids=["screened", "unscreened"])
+def test_adversarial_batch_with_timeouts_counted(tmp_path: Path, screen: bool) -> None:
+    """All hostile pairs in one batch (2 workers) plus normal ones: normal pairs still grade right.
+    Screened, the towers, megabytes and injections never reach a worker; unscreened (the pool is
+    still the safety net behind the screen), the nested powers are cut off by the timeout."""
     cases = list(_adversarial(tmp_path / "pwned").values())
     normal = [(r"\frac{1}{2}", r"\boxed{0.5}"), ("7", r"\boxed{7}"), ("x+1", r"\boxed{1+x}")]
-    before = grading_stats().timeouts
+    before = grading_stats()
     start = time.monotonic()
-    verdicts = math_equal_batch(cases + normal, timeout=TIMEOUT, workers=2)
+    verdicts = math_equal_batch(cases + normal, timeout=TIMEOUT, workers=2, screen=screen)
     elapsed = time.monotonic() - start
-    timeouts = grading_stats().timeouts - before
-    print(f"\nadversarial batch: {len(cases) + len(normal)} pairs in {elapsed:.2f}s, {timeouts} timeouts")
+    after = grading_stats()
+    timeouts, screened = after.timeouts - before.timeouts, after.screened - before.screened
+    print(f"\nadversarial batch ({'screened' if screen else 'unscreened'}): {len(cases) + len(normal)} pairs"
+          f" in {elapsed:.2f}s, {screened} screened, {timeouts} timeouts")
     assert verdicts == [False] * len(cases) + [True] * len(normal)
-    assert timeouts >= 3  # at least the nested powers must have been cut off, not computed
+    if screen:
+        assert screened >= 12 and timeouts == 0
+        assert elapsed < TIMEOUT + SLACK  # what is left is ordinary work
+    else:
+        assert screened == 0 and timeouts >= 3  # at least the nested powers were cut off, not computed
     # each pair costs at most one timeout; two workers share them
     assert elapsed < (len(cases) / 2 + 1) * (TIMEOUT + SLACK)
     assert not (tmp_path / "pwned").exists()

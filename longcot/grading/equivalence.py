@@ -1,9 +1,11 @@
 """MATH-style answer equivalence: a cheap in-process string check, then math-verify in a worker.
 
 `math_equal` / `math_equal_batch` are the only entry points. Each pair first goes through a pure
-string fast path (`normalize_answer` on the single boxed answer or the bare answer); only pairs it
-cannot settle are sent to the killable worker pool (`longcot.grading.pool`), where
-`verify_in_worker` runs math-verify with its own signal-based timeouts disabled.
+string fast path (`normalize_answer` on the single boxed answer or the bare answer); a pair it
+cannot settle whose gold or prediction is recognisably pathological (`longcot.grading.screen`: a
+power tower, a megabyte, brackets nested hundreds deep, a dunder name) is False at once; only the
+rest are sent to the killable worker pool (`longcot.grading.pool`), where `verify_in_worker` runs
+math-verify with its own signal-based timeouts disabled.
 
 How a text is handed to math-verify (gold and prediction alike):
 
@@ -25,6 +27,7 @@ from typing import Any, Sequence
 
 from longcot.grading.extract import extract_boxed, normalize_answer
 from longcot.grading.pool import DEFAULT_TIMEOUT, GraderPool, default_pool
+from longcot.grading.screen import screen as _screen
 
 __all__ = ["math_equal", "math_equal_batch", "fast_equal", "verify_in_worker"]
 
@@ -78,6 +81,7 @@ def math_equal_batch(
     workers: int | None = None,
     *,
     pool: GraderPool | None = None,
+    screen: bool = True,
 ) -> list[bool]:
     """Grade `(gold, prediction)` pairs; one bool per pair, in order.
 
@@ -85,20 +89,33 @@ def math_equal_batch(
     already extracted answer. A None side (e.g. no response) is False; ints/floats are stringified.
     Pairs not settled by the string fast path run (identical pairs once) in `pool` (default: the
     shared module-level pool, resized to `workers` when given) under a hard `timeout` per pair:
-    an overrunning pair is False and counted in the pool's `stats.timeouts`.
+    an overrunning pair is False and counted in the pool's `stats.timeouts`. With `screen` (the
+    default), a pair the fast path did not settle and one side of which `longcot.grading.screen`
+    finds pathological is False without reaching a worker (counted in `stats.screened`).
     """
     texts = [(_as_text(g), _as_text(p)) for g, p in pairs]
     verdicts = [False] * len(texts)
     slow: dict[tuple[str, str], list[int]] = {}  # identical pairs are graded once
+    reasons: dict[str, str | None] = {}  # each distinct text is screened once (golds repeat)
+
+    def pathological(text: str) -> bool:
+        if text not in reasons:
+            reasons[text] = _screen(text)
+        return reasons[text] is not None
+
+    screened = 0
     for i, (g, p) in enumerate(texts):
         if g is None or p is None:
             continue
         if fast_equal(g, p):
             verdicts[i] = True
+        elif screen and (pathological(g) or pathological(p)):
+            screened += 1
         else:
             slow.setdefault((g, p), []).append(i)
     pool = pool if pool is not None else default_pool(workers)
     pool.record_fast_path(sum(verdicts))
+    pool.record_screened(screened)
     if slow:
         results = pool.run(list(slow), timeout=timeout)
         for indices, (ok, _status) in zip(slow.values(), results):
@@ -107,12 +124,12 @@ def math_equal_batch(
     return verdicts
 
 
-def math_equal(gold: Any, prediction: Any, timeout: float = DEFAULT_TIMEOUT) -> bool:
+def math_equal(gold: Any, prediction: Any, timeout: float = DEFAULT_TIMEOUT, *, screen: bool = True) -> bool:
     """Whether `prediction` (full response or extracted answer) matches the MATH-style `gold`.
 
-    Same semantics and hard timeout as `math_equal_batch` (it is a batch of one).
+    Same semantics, screen and hard timeout as `math_equal_batch` (it is a batch of one).
     """
-    return math_equal_batch([(gold, prediction)], timeout=timeout)[0]
+    return math_equal_batch([(gold, prediction)], timeout=timeout, screen=screen)[0]
 
 
 # -------------------------------------------------------------------------- worker side only

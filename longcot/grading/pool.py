@@ -48,6 +48,7 @@ class GradeStats:
     """Cumulative counters of one pool (a snapshot is returned by `GraderPool.stats`)."""
 
     fast_path: int = 0  # pairs settled in-process by the string fast path (never reach a worker)
+    screened: int = 0  # pairs judged False in-process by the pathological-answer screen
     dispatched: int = 0  # pairs sent to a worker
     timeouts: int = 0  # pairs whose worker overran the deadline (judged False; worker killed)
     errors: int = 0  # pairs that raised inside math-verify or whose worker died (judged False)
@@ -197,6 +198,10 @@ class GraderPool:
     def record_fast_path(self, count: int) -> None:
         with self._lock:
             self._stats.fast_path += count
+
+    def record_screened(self, count: int) -> None:
+        with self._lock:
+            self._stats.screened += count
 
     def run(self, pairs: Sequence[tuple[str, str]], timeout: float = DEFAULT_TIMEOUT) -> list[tuple[bool, Status]]:
         """Grade string pairs in the workers under a hard per-pair `timeout` (seconds)."""
