@@ -18,9 +18,13 @@ text. A side is pathological when:
 * the box content is longer than `MAX_BOX_CHARS` (real boxed answers are < 200 characters);
 * brackets (`{ ( [` against `} ) ]`, escaped ones ignored) nest deeper than `MAX_BOX_DEPTH`
   inside the box or `MAX_TEXT_DEPTH` in an unboxed text (real data: <= 3 and <= 7);
+* it holds a run of more than `MAX_EXPR_RUN` plain-expression characters without a space
+  (`1+1+...+1`: math-verify's expression parser takes ~2 s on 120 kB; real data: <= 54);
 * a numeric subexpression -- literals combined with `+ - * / ^ ** ! \\frac \\cdot \\times` --
   has an estimated value (or exponent of a tiny value) of more than `MAX_DIGITS` decimal digits
-  (a tower `9^{9^{9}}`, a factorial `(10^{10})!`); symbolic parts (`x^{100}`) are never estimated;
+  (a tower `9^{9^{9}}`, a factorial `(10^{10})!`); symbolic parts (`x^{100}`) are never estimated,
+  and in a long unboxed text only the last 16,384 characters are read (bounding the screen's own
+  cost to ~40 ms; an earlier tower is left to the worker timeout);
 * it holds a Python dunder name (`__import__`, `__class__`): code, never an answer.
 
 Bounds on real data (MATH-500 answers and solutions, the 333 shared grader cases, the 7,500 MATH
@@ -37,17 +41,21 @@ import re
 
 from longcot.grading.extract import extract_boxed
 
-__all__ = ["MAX_BOX_CHARS", "MAX_BOX_DEPTH", "MAX_CHARS", "MAX_DIGITS", "MAX_TEXT_DEPTH", "screen"]
+__all__ = ["MAX_BOX_CHARS", "MAX_BOX_DEPTH", "MAX_CHARS", "MAX_DIGITS", "MAX_EXPR_RUN", "MAX_TEXT_DEPTH", "screen"]
 
 MAX_CHARS = 16_384 * 16
 MAX_BOX_CHARS = 4_096
 MAX_BOX_DEPTH = 12
 MAX_TEXT_DEPTH = 32
 MAX_DIGITS = 1_000_000
+MAX_EXPR_RUN = 1_024
 
 _BRACKET = re.compile(r"\\.|[{}()\[\]]", re.DOTALL)  # an escaped character is skipped as a whole
 _DUNDER = re.compile(r"__[A-Za-z]\w*__")
+_EXPR_CHAR = r"[\d.+\-*/^()×÷]"
+_EXPR_RUN = re.compile(r"(?<!%s)%s{%d}" % (_EXPR_CHAR, _EXPR_CHAR, MAX_EXPR_RUN + 1))  # tried once per run: linear
 # Only a text with a number raised to something or followed by `!` needs the magnitude estimate.
+_ESTIMATE_CHARS = 16_384  # the magnitude estimate reads at most this many final characters
 _NUMERIC_SITE = re.compile(r"\d\s*[)}\]]*\s*(?:\^|\*\*|!)")
 
 
@@ -63,7 +71,10 @@ def screen(text: str) -> str | None:
         return f"brackets nested deeper than {depth_limit}"
     if _DUNDER.search(region):
         return "holds a Python dunder name"
-    if _NUMERIC_SITE.search(region) and _Magnitudes(region).largest() > MAX_DIGITS:
+    if _EXPR_RUN.search(region):
+        return f"an expression of more than {MAX_EXPR_RUN} characters without a space"
+    tail = region[-_ESTIMATE_CHARS:]  # bounds the in-process cost; an answer sits at the end
+    if _NUMERIC_SITE.search(tail) and _Magnitudes(tail).largest() > MAX_DIGITS:
         return f"a numeric value of more than {MAX_DIGITS} digits"
     return None
 
