@@ -63,6 +63,9 @@ class AlgorithmConfig:
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.03  # OpenRLHF cosine_with_min_lr: warmup, then cosine to min_lr_ratio x lr
+    min_lr_ratio: float = 0.1
+    truncated_eos: str = "replace"  # official: a truncated response's last token becomes EOS (see rl/experience.py)
 
     def validate(self) -> "AlgorithmConfig":
         _choice("algorithm.name", self.name, ALGORITHMS)
@@ -73,6 +76,9 @@ class AlgorithmConfig:
 
         _choice("algorithm.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         _choice("algorithm.loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
+        from longcot.rl.experience import TRUNCATED_EOS
+
+        _choice("algorithm.truncated_eos", self.truncated_eos, TRUNCATED_EOS)
         for key in ("rollout_batch_size", "samples_per_prompt", "train_batch_size", "micro_train_batch_size",
                     "epochs", "episodes", "max_prompt_tokens", "max_new_tokens"):
             if getattr(self, key) < 1:

@@ -106,16 +106,17 @@ def _logits_to_keep_ok(model: torch.nn.Module) -> bool:
 
 
 def action_logprobs(
-    model: torch.nn.Module, rollout: Rollout, *, with_entropy: bool = False
+    model: torch.nn.Module, rollout: Rollout, *, with_entropy: bool = False, forward=None
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Log-probs ``(B, R)`` (float32) of the response tokens under ``model``, and optionally the
     entropy of its next-token distribution at each action. Differentiable (wrap in no_grad to freeze).
-    Only the last ``R + 1`` positions' logits are materialised (``logits_to_keep``)."""
+    Only the last ``R + 1`` positions' logits are materialised (``logits_to_keep``). ``forward``:
+    what to call instead of ``model`` (its training engine: DDP / autocast wrappers)."""
     from longcot.rl.losses import entropy_from_logits
 
     r = rollout.width
     kwargs = {"logits_to_keep": r + 1} if _logits_to_keep_ok(model) else {}
-    out = model(
+    out = (forward or model)(
         input_ids=rollout.sequences,
         attention_mask=rollout.attention_mask,
         position_ids=rollout.position_ids,
@@ -143,9 +144,11 @@ def batched_logprobs(model: torch.nn.Module, rollout: Rollout, batch_size: int) 
 @torch.no_grad()
 def batched_values(critic: torch.nn.Module, rollout: Rollout, batch_size: int) -> torch.Tensor:
     """Critic values ``(B, R)`` of the states before each action, in no-grad chunks."""
+    from longcot.rl.value_head import rollout_values
+
     out = torch.zeros_like(rollout.action_mask)
     for s in range(0, len(rollout.lengths), batch_size):
         idx = list(range(s, min(s + batch_size, len(rollout.lengths))))
         sub = rollout.rows(idx)
-        out[s : s + len(idx), : sub.width] = critic(sub)
+        out[s : s + len(idx), : sub.width] = rollout_values(critic, sub)
     return out

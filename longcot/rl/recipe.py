@@ -1,0 +1,404 @@
+"""The RL loop (paper §4-§5): PPO, GRPO, Dr. GRPO and REINFORCE++ are one loop with a config choice.
+
+One step (official ``PPOTrainer.fit`` / ``make_experience_list`` / ``ppo_train``):
+
+1. **rollout**: ``algorithm.rollout_batch_size`` prompts (a seeded shuffle per episode; the data
+   position is the step number) sampled ``samples_per_prompt`` times from the live actor through
+   the generation layer (``rl.rollout_backend``: HF on the in-memory actor, or colocated vLLM whose
+   weights are re-pushed after every update and after a resume); sample ``i`` of a prompt is seeded
+   by (``rl.seed``, step, problem id, i), so a rerun draws the same rollouts;
+2. **reward**: correctness (rule grader or the model verifier), the reward config's channels
+   (:func:`longcot.rewards.channels.compute_channel_rewards`; cosine ``T`` = ``max_new_tokens``);
+3. **experience**: actor and frozen-reference log-probs, critic values (PPO), the per-token KL;
+   rewards clipped, KL split among channels (``kl_in: reward``), per-channel discounted returns,
+   advantages by ``algorithm.advantage`` (see :mod:`longcot.rl.advantages`), whitened if set;
+4. **update**: ``epochs`` passes in optimizer steps of ``train_batch_size`` responses (micro batches
+   of ``micro_train_batch_size``), clipped policy loss (+ KL loss for GRPO, - entropy bonus if set),
+   clipped value loss for the critic; each model is a :class:`longcot.training.engine.Engine`.
+
+Per step, one ``metrics.jsonl`` record (and the tracker): reward per channel, accuracy, response
+length mean/max, truncation ratio, KL, entropy, policy/value loss, clip fraction, reflection keywords,
+time split generate / reward / update. Checkpoints (actor, critic, optimizers and schedules, RNG,
+step = data position) every ``rl.save_every`` steps via :mod:`longcot.training.checkpoint`; a
+relaunch resumes from the latest one and continues as if uninterrupted. The final actor is written
+in HF format to ``<run_dir>/final/actor``, then ``DONE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+import torch
+
+from longcot import runs
+from longcot.rl.config import AlgorithmConfig, RLConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from longcot.config.schema import ModelConfig
+    from longcot.data.records import Problem
+    from longcot.generation.base import Generator
+    from longcot.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+FINAL = "final"
+PLOT = "rl_progress.png"
+TIMING_KEYS = ("time_generate_s", "time_reward_s", "time_update_s", "step_time_s", "weight_push_s")
+
+
+@dataclass
+class RLResult:
+    run_dir: Path
+    final_model: Path  # HF directory of the trained actor (with tokenizer)
+    steps: int
+    records: list[dict[str, Any]]
+    resumed_from: Optional[int] = None  # the step a relaunch continued from
+
+
+def plan_steps(num_problems: int, algorithm: AlgorithmConfig, rl: RLConfig) -> tuple[int, int]:
+    """``(steps per episode, total steps)``: full prompt batches per pass (the last partial one is
+    dropped, as the official data loader does), times ``episodes``, capped by ``rl.max_steps``."""
+    per_episode = num_problems // algorithm.rollout_batch_size
+    if per_episode < 1:
+        raise ValueError(
+            f"{num_problems} training prompts < algorithm.rollout_batch_size={algorithm.rollout_batch_size}; "
+            "lower the rollout batch or add prompts"
+        )
+    total = per_episode * algorithm.episodes
+    if rl.max_steps is not None:
+        total = min(total, rl.max_steps)
+    return per_episode, total
+
+
+def step_problems(problems: Sequence["Problem"], step: int, per_episode: int, batch: int, seed: int) -> list["Problem"]:
+    """The prompts of a step: episode ``step // per_episode`` shuffles the data with its own seed."""
+    episode, offset = divmod(step, per_episode)
+    order = list(range(len(problems)))
+    random.Random(f"{seed}:episode:{episode}").shuffle(order)
+    return [problems[i] for i in order[offset * batch : (offset + 1) * batch]]
+
+
+def _updates_per_step(algorithm: AlgorithmConfig) -> tuple[int, int]:
+    """(responses per rollout, optimizer steps per epoch)."""
+    n = algorithm.rollout_batch_size * algorithm.samples_per_prompt
+    if algorithm.train_batch_size > n:
+        raise ValueError(
+            f"algorithm.train_batch_size={algorithm.train_batch_size} exceeds the {n} responses of one rollout "
+            "(rollout_batch_size x samples_per_prompt)"
+        )
+    return n, n // algorithm.train_batch_size
+
+
+def _seed_of(*parts: Any) -> int:
+    from longcot.generation.base import prompt_seed
+
+    return prompt_seed(0, ":".join(str(p) for p in parts)) % (2**62)
+
+
+def train(
+    run_dir: Path,
+    *,
+    model: "ModelConfig",
+    problems: Sequence["Problem"],
+    algorithm: AlgorithmConfig,
+    reward: Any,
+    rl: RLConfig,
+    tracker: Optional["Tracker"] = None,
+    judge: Optional["Generator"] = None,
+    system_prompt: Optional[str] = None,
+    vllm_factory: Optional[Callable[[Path], "Generator"]] = None,
+    progress: bool = True,
+) -> RLResult:
+    """Train ``model`` with RL on ``problems`` into ``run_dir``; resumes from its latest checkpoint.
+
+    ``model``: the starting policy (for ``rl.from_sft`` the caller points ``model.path`` at the SFT
+    run's final HF directory); the reference and the critic body load from the same checkpoint.
+    ``reward``: a reward config (``conf/reward/*``); ``judge``: the verifier's generator when
+    ``reward.correctness == "model"``. ``tracker`` may be None. ``vllm_factory(weights_dir)`` builds
+    the colocated vLLM generator for ``rl.rollout_backend == "vllm"`` (its weights are then pushed
+    with ``reload_weights`` after every update). A finished ``run_dir`` (``DONE``) returns at once.
+    """
+    from longcot.analysis.reflection import keyword_frequency
+    from longcot.data.prompts import chat_prompt
+    from longcot.generation.base import SamplingParams, prompt_seed
+    from longcot.generation.hf import HFGenerator, encode_prompt
+    from longcot.models.loading import load_model_and_tokenizer, resolve_model_path
+    from longcot.rewards.channels import ScoredSample, compute_channel_rewards, reward_channels
+    from longcot.rewards.config import to_reward_config
+    from longcot.rl.advantages import gae_advantages, group_advantages, reinforce_returns, whiten
+    from longcot.rl.experience import action_logprobs, batched_logprobs, batched_values, build_rollout
+    from longcot.rl.kl import approx_kl
+    from longcot.rl.losses import masked_mean, policy_loss, value_loss
+    from longcot.rl.plots import plot_rl_progress
+    from longcot.rl.returns import pack_channel_rewards, token_rewards
+    from longcot.rl.value_head import Critic, rollout_values
+    from longcot.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+    from longcot.training.engine import Engine, EngineConfig
+    from longcot.training.metrics import METRICS, MetricsLog, progress_bar
+
+    run_dir = Path(run_dir)
+    algorithm.validate()
+    rl.validate()
+    reward_cfg = to_reward_config(reward)
+    channels = reward_channels(reward_cfg)
+    gammas = [c.gamma for c in channels]
+    if algorithm.advantage == "gae" and len(set(gammas)) > 1 and algorithm.lam != 1.0:
+        raise ValueError(
+            f"algorithm.lam={algorithm.lam}: reward {reward_cfg.name!r} has channels with different gammas "
+            f"{gammas}; PPO with several gammas needs algorithm.lam=1 (as the official code asserts)"
+        )
+    if reward_cfg.correctness == "model" and judge is None:
+        raise ValueError(f"reward {reward_cfg.name!r} takes correctness from the model verifier; pass judge=<its Generator>")
+    if rl.rollout_backend == "vllm" and vllm_factory is None:
+        raise ValueError("rl.rollout_backend=vllm needs vllm_factory (builds the colocated vLLM generator)")
+    final_dir = run_dir / FINAL / "actor"
+    metrics = MetricsLog(run_dir / METRICS, tracker)
+    if runs.is_done(run_dir):
+        recs = metrics.records()
+        return RLResult(run_dir, final_dir, int(recs[-1]["step"]) if recs else 0, recs)
+
+    device = torch.device(rl.device)
+    torch.manual_seed(rl.seed)
+    actor_model, tokenizer = load_model_and_tokenizer(model, device=str(device))
+    ref_model, _ = load_model_and_tokenizer(model, device=str(device))
+    ref_model.requires_grad_(False)
+    eos_id = int(tokenizer.eos_token_id)
+    pad_id = int(tokenizer.pad_token_id)
+
+    # Prompts longer than max_prompt_tokens are dropped up front (the official loader truncates them).
+    prompts_all = [chat_prompt(p, system_prompt) for p in problems]
+    ids_all = [encode_prompt(tokenizer, m) for m in prompts_all]
+    keep = [i for i, ids in enumerate(ids_all) if len(ids) <= algorithm.max_prompt_tokens]
+    if len(keep) < len(problems):
+        log.warning("dropped %d of %d prompts longer than algorithm.max_prompt_tokens=%d",
+                    len(problems) - len(keep), len(problems), algorithm.max_prompt_tokens)
+    problems = [problems[i] for i in keep]
+    prompt_of = {problems[j].id: (prompts_all[i], ids_all[i]) for j, i in enumerate(keep)}
+
+    per_episode, total_steps = plan_steps(len(problems), algorithm, rl)
+    n_resp, updates_per_epoch = _updates_per_step(algorithm)
+    optimizer_steps = total_steps * updates_per_epoch * algorithm.epochs
+
+    def engine_cfg(lr: float) -> EngineConfig:
+        return EngineConfig(
+            learning_rate=lr, weight_decay=algorithm.weight_decay, adam_betas=tuple(algorithm.adam_betas),
+            max_grad_norm=algorithm.max_grad_norm, total_steps=optimizer_steps,
+            warmup_ratio=algorithm.warmup_ratio, min_lr_ratio=algorithm.min_lr_ratio,
+        )
+
+    actor = Engine(actor_model, engine_cfg(algorithm.learning_rate), device=device)
+    engines: dict[str, Engine] = {"actor": actor}
+    critic: Optional[Engine] = None
+    if algorithm.uses_critic:
+        critic_module = Critic.from_pretrained(resolve_model_path(model), head_seed=rl.seed).to(device)
+        critic = Engine(critic_module, engine_cfg(float(algorithm.critic_learning_rate)), device=device)
+        engines["critic"] = critic
+
+    start, resumed = 0, None
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        meta = load_checkpoint(ckpt, engines)
+        start = resumed = int(meta["step"])
+        metrics.truncate(start)
+        log.info("resumed from %s (step %d)", ckpt, start)
+    else:
+        metrics.truncate(0)
+
+    generator: Any
+    if rl.rollout_backend == "vllm":
+        from longcot.generation.base import reload_weights
+
+        weights_dir = run_dir / "rollout_weights"
+        _export_actor(actor, tokenizer, weights_dir)
+        generator = vllm_factory(weights_dir)  # type: ignore[misc]
+        reload_weights(generator, weights_dir)  # the (possibly resumed) actor's weights
+    else:
+        generator = HFGenerator(actor.module, tokenizer, batch_size=rl.generate_batch_size)
+
+    params = SamplingParams(
+        temperature=algorithm.temperature, top_p=algorithm.top_p, max_new_tokens=algorithm.max_new_tokens,
+        n=algorithm.samples_per_prompt, seed=rl.seed,
+    )
+    group = algorithm.samples_per_prompt
+    bar = progress_bar(total_steps, start, desc=f"rl/{algorithm.name}", disable=not progress)
+    for step in range(start, total_steps):
+        t_step = time.perf_counter()
+        batch = step_problems(problems, step, per_episode, algorithm.rollout_batch_size, rl.seed)
+
+        # 1. rollout
+        t0 = time.perf_counter()
+        actor.module.eval()
+        seeds = [prompt_seed(rl.seed, f"{step}:{p.id}") for p in batch]
+        outs = generator.generate([prompt_of[p.id][0] for p in batch], params, seeds=seeds, progress=False)
+        comps = [c for row in outs for c in row]
+        rows_problem = [p for p in batch for _ in range(group)]
+        if len(comps) != len(rows_problem):
+            raise RuntimeError(f"generator returned {len(comps)} completions for {len(rows_problem)} requests")
+        time_generate = time.perf_counter() - t0
+
+        # 2. reward
+        t0 = time.perf_counter()
+        texts = [c.text for c in comps]
+        correct = _correctness(reward_cfg, rows_problem, texts, judge)
+        samples = [ScoredSample(c.token_ids, ok, algorithm.max_new_tokens, c.truncated, c.text)
+                   for c, ok in zip(comps, correct)]
+        chan = compute_channel_rewards(reward_cfg, samples)
+        time_reward = time.perf_counter() - t0
+
+        # 3. experience
+        t0 = time.perf_counter()
+        ro = build_rollout([prompt_of[p.id][1] for p in rows_problem], [c.token_ids for c in comps],
+                           [c.truncated for c in comps], eos_id=eos_id, pad_id=pad_id,
+                           truncated_eos=algorithm.truncated_eos)
+        mask = ro.action_mask
+        old_logp = batched_logprobs(actor.module, ro, rl.forward_batch_size)
+        ref_logp = batched_logprobs(ref_model, ro, rl.forward_batch_size)
+        values = batched_values(critic.module, ro, rl.forward_batch_size) if critic is not None else None
+        kl = approx_kl(old_logp, ref_logp, mask, algorithm.kl_estimator)
+        chan_t = pack_channel_rewards(chan, channels, ro.lengths, ro.width)
+        tok_r = token_rewards(chan_t, mask, kl=kl if algorithm.kl_in == "reward" else None,
+                              kl_coef=algorithm.kl_coef, clip=algorithm.reward_clip)
+        returns: Optional[torch.Tensor] = None
+        if algorithm.advantage == "gae":
+            adv, returns = gae_advantages(values, tok_r, mask, gammas, algorithm.lam)
+        else:
+            ret = reinforce_returns(tok_r, mask, gammas)
+            if algorithm.advantage == "reinforce":
+                adv = ret
+            else:
+                adv = group_advantages(ret, mask, group, std_normalize=algorithm.advantage == "group",
+                                       eps=algorithm.group_eps)
+        if algorithm.whiten_advantages:
+            adv = whiten(adv, mask)
+
+        # 4. update
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "clip_frac", "entropy", "kl_loss",
+                                                          "value_loss", "actor_grad_norm", "critic_grad_norm")}
+        actor.module.train()
+        if critic is not None:
+            critic.module.train()
+        micro = algorithm.micro_train_batch_size
+        tb = algorithm.train_batch_size
+        for epoch in range(algorithm.epochs):
+            g = torch.Generator().manual_seed(_seed_of(rl.seed, "shuffle", step, epoch))
+            order = torch.randperm(n_resp, generator=g)
+            for u in range(updates_per_epoch):
+                idx_batch = order[u * tb : (u + 1) * tb]
+                chunks = [idx_batch[s : s + micro] for s in range(0, tb, micro)]
+                for k, idx in enumerate(chunks):
+                    sub = ro.rows(idx)
+                    w = sub.width
+                    m = sub.action_mask
+                    scale = len(idx) / tb * actor.loss_scale()
+                    with actor.micro_batch(last=k == len(chunks) - 1):
+                        logp, ent = action_logprobs(actor.module, sub, with_entropy=True, forward=actor)
+                        loss, clip_frac = policy_loss(
+                            logp, old_logp[idx, :w], adv[idx, :w], m, algorithm.clip_ratio,
+                            aggregation=algorithm.loss_aggregation, norm=algorithm.max_new_tokens,
+                        )
+                        stats["policy_loss"].append(float(loss.detach()))
+                        if algorithm.kl_in == "loss" and algorithm.kl_coef > 0:
+                            kl_now = approx_kl(logp, ref_logp[idx, :w], m, algorithm.kl_estimator)
+                            kl_loss = masked_mean(kl_now, m, dim=-1).mean()
+                            loss = loss + algorithm.kl_coef * kl_loss
+                            stats["kl_loss"].append(float(kl_loss.detach()))
+                        ent_mean = masked_mean(ent, m)
+                        if algorithm.entropy_coef:
+                            loss = loss - algorithm.entropy_coef * ent_mean
+                        actor.backward(loss * scale)
+                    stats["clip_frac"].append(float(clip_frac))
+                    stats["entropy"].append(float(ent_mean.detach()))
+                stats["actor_grad_norm"].append(actor.step())
+                if critic is not None:
+                    for k, idx in enumerate(chunks):
+                        sub = ro.rows(idx)
+                        w = sub.width
+                        with critic.micro_batch(last=k == len(chunks) - 1):
+                            v_new = rollout_values(critic, sub)
+                            vloss = value_loss(v_new, values[idx, :w], returns[idx, :w], sub.action_mask,
+                                               algorithm.value_clip)
+                            critic.backward(vloss * (len(idx) / tb * critic.loss_scale()))
+                        stats["value_loss"].append(float(vloss.detach()))
+                    stats["critic_grad_norm"].append(critic.step())
+        time_update = time.perf_counter() - t0
+
+        weight_push = 0.0
+        if rl.rollout_backend == "vllm":
+            from longcot.generation.base import reload_weights
+
+            t0 = time.perf_counter()
+            _export_actor(actor, tokenizer, run_dir / "rollout_weights")
+            reload_weights(generator, run_dir / "rollout_weights")
+            weight_push = time.perf_counter() - t0
+
+        # metrics
+        lengths = [c.num_tokens for c in comps]
+        record: dict[str, Any] = {"step": step + 1, "episode": step // per_episode}
+        for c in channels:
+            record[f"reward/{c.name}"] = float(sum(float(r.sum()) for r in chan[c.name]) / len(comps))
+        record["reward"] = float(sum(record[f"reward/{c.name}"] for c in channels))
+        record["accuracy"] = sum(correct) / len(correct)
+        record["response_length_mean"] = sum(lengths) / len(lengths)
+        record["response_length_max"] = max(lengths)
+        record["truncation_ratio"] = sum(c.truncated for c in comps) / len(comps)
+        record["kl"] = float(masked_mean(approx_kl(old_logp, ref_logp, mask, "k1"), mask))
+        record["advantage_mean"] = float(masked_mean(adv, mask))
+        for k, vals in stats.items():
+            if vals:
+                record[k] = sum(vals) / len(vals)
+        if returns is not None:
+            record["value_mean"] = float(masked_mean(values, mask))
+            record["return_mean"] = float(masked_mean(returns, mask))
+        for kw, v in keyword_frequency(texts).items():
+            record[f"reflection/{kw}"] = v["per_response"]
+        record["lr_actor"] = actor.lr
+        record["time_generate_s"] = time_generate
+        record["time_reward_s"] = time_reward
+        record["time_update_s"] = time_update
+        record["weight_push_s"] = weight_push
+        record["step_time_s"] = time.perf_counter() - t_step
+        metrics.log(record)
+        bar.set_postfix(reward=f"{record['reward']:.3f}", acc=f"{record['accuracy']:.2f}",
+                        len=f"{record['response_length_mean']:.0f}")
+        bar.update(1)
+
+        if (step + 1) % rl.save_every == 0 or step + 1 == total_steps:
+            save_checkpoint(run_dir, engines, step=step + 1, keep_last=rl.keep_checkpoints,
+                            state={"episode": (step + 1) // per_episode, "offset": (step + 1) % per_episode,
+                                   "algorithm": algorithm.name})
+            plot_rl_progress(metrics.records(), run_dir / PLOT, title=f"{algorithm.name} / {reward_cfg.name}")
+    bar.close()
+
+    save_checkpoint(run_dir, {"actor": actor}, step=total_steps, tokenizers={"actor": tokenizer}, tag=FINAL,
+                    training_state=False)
+    records = metrics.records()
+    plot_rl_progress(records, run_dir / PLOT, title=f"{algorithm.name} / {reward_cfg.name}")
+    runs.mark_done(run_dir)
+    return RLResult(run_dir, final_dir, total_steps, records, resumed)
+
+
+def _export_actor(actor: Any, tokenizer: Any, out_dir: Path) -> None:
+    """The actor's current weights in HF format for the rollout engine (overwritten in place)."""
+    from longcot.training.checkpoint import export_hf
+
+    export_hf(actor, out_dir, tokenizer)
+
+
+def _correctness(reward_cfg: Any, problems: Sequence["Problem"], texts: Sequence[str], judge: Any) -> list[bool]:
+    """Rule grader by problem kind, or the model verifier (one batched judge call)."""
+    if reward_cfg.correctness == "rule":
+        from longcot.grading.by_kind import grade_batch
+
+        return grade_batch(problems, texts)
+    from longcot.rewards.correctness import score_correctness
+
+    res = score_correctness(reward_cfg, [p.answer for p in problems], texts, judge=judge)
+    return res.correct
+
+
+__all__ = ["RLResult", "train", "plan_steps", "step_problems", "FINAL", "PLOT", "TIMING_KEYS"]
