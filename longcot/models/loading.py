@@ -12,6 +12,14 @@ Config overrides applied at load time (the same ones the vLLM backend passes as 
   a legacy top-level ``rope_theta`` attribute is scaled too if a remote-code config has one.
   (Paper §3 / App. E.2 stretch Qwen2.5-Math-7B's 4k context by raising theta 10x.)
 * ``max_model_len``: becomes ``max_position_embeddings``.
+
+Failing fast (issue 7, "Clean failures"): a hub id is looked up in the local Hugging Face cache
+first (``model.revision``, None = ``main``) and loaded from its snapshot folder without any network
+call; if it is not cached, ``HF_HUB_OFFLINE`` set is one clear error, and otherwise the hub is asked
+once, with a ``HUB_PROBE_TIMEOUT`` (2 s) limit, whether the repository and revision exist; an
+unreachable hub or a missing repository is one line naming ``model.path`` (no minute of retries).
+A model of more than ``MAX_CPU_PARAMETERS`` parameters (counted on the meta device from its config,
+before any weight is read) is refused on a CPU unless ``model.allow_large_on_cpu=true``.
 """
 
 from __future__ import annotations
@@ -31,32 +39,140 @@ log = logging.getLogger(__name__)
 TINY = "tiny"
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16", "half": "float16"}
+HUB_PROBE_TIMEOUT = 2.0  # seconds for the one request that asks the hub whether a repo exists
+# "~1B": Llama-3.2-1B (1.24B) runs on a CPU; Qwen2.5-1.5B (1.54B) and anything larger needs the flag.
+MAX_CPU_PARAMETERS = 1_300_000_000
+
+
+class ModelUnavailable(ValueError):
+    """A model (or tokenizer) that cannot be used here; the message is one line naming the key."""
+
+
+class ModelNotFound(ModelUnavailable, FileNotFoundError):
+    """No such local directory, or a hub id that is neither cached nor reachable."""
+
+
+def probe_hub(repo_id: str, *, repo_type: str = "model", revision: str | None = None,
+              timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
+    """None if the Hugging Face Hub says the repo (at `revision`) exists; else why not, in a few words.
+
+    One request (``HfApi.repo_info``) with a hard `timeout` and no retries.
+    """
+    import httpx
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=timeout)
+    except RevisionNotFoundError:
+        return f"the hub has no revision {revision!r} of {repo_id}"
+    except GatedRepoError:
+        return f"{repo_id} is gated: accept its licence on the hub and log in (`hf auth login`)"
+    except RepositoryNotFoundError:
+        return f"the hub has no {repo_type} repository {repo_id!r} (or it is private)"
+    except (httpx.HTTPError, OSError) as exc:
+        return f"the Hugging Face Hub is unreachable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no reply'})"
+    except Exception as exc:  # noqa: BLE001 - any other hub answer is a reason not to proceed
+        return f"the Hugging Face Hub refused ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    return None
+
+
+def _cached_snapshot(repo_id: str, revision: str | None) -> str | None:
+    """The local snapshot folder of a hub repo at `revision` (default main), if it is cached."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, revision=revision, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError), or an invalid repo id
+        return None
+
+
+_RESOLVED: dict[tuple[str, str | None], str] = {}  # hub lookups done in this process (successes only)
+
+
+def _resolve_location(location: str, revision: str | None, key: str) -> str:
+    """A local directory, a cached hub snapshot folder, or (when the hub confirms it) the hub id."""
+    expanded = os.path.expanduser(location)
+    if os.path.exists(expanded):
+        return expanded
+    if location.startswith(("/", "./", "../", "~")) or location.count("/") > 1:
+        raise ModelNotFound(f"{key}={location!r}: no such local directory (a hub id looks like 'org/name')")
+    if (location, revision) in _RESOLVED:
+        return _RESOLVED[(location, revision)]
+    from huggingface_hub import constants
+
+    at = f" at revision {revision!r}" if revision else ""
+    snapshot = _cached_snapshot(location, revision)
+    if snapshot is not None:
+        resolved = snapshot
+    elif constants.HF_HUB_OFFLINE:
+        raise ModelNotFound(
+            f"{key}={location!r}{at}: not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+            f"HF_HUB_OFFLINE is set; download it where there is network (`hf download {location}`) or set {key} "
+            "to a local directory"
+        )
+    else:
+        reason = probe_hub(location, revision=revision)
+        if reason is not None:
+            raise ModelNotFound(
+                f"{key}={location!r}{at}: {reason}; it is not in the local Hugging Face cache "
+                f"({constants.HF_HUB_CACHE}) either (set {key} to a local directory)"
+            )
+        resolved = location
+    _RESOLVED[(location, revision)] = resolved
+    return resolved
 
 
 def resolve_model_path(model_cfg: "ModelConfig") -> str:
-    """Local directory or hub id of the model; ``"tiny"`` is built (once, cached) and its dir returned."""
+    """Local directory, cached snapshot folder or hub id of the model (fails fast, see the module doc);
+    ``"tiny"`` is built (once, cached) and its dir returned."""
     if model_cfg.path == TINY:
         from longcot.models.tiny import ensure_tiny
 
         return str(ensure_tiny(model_cfg))
-    expanded = os.path.expanduser(model_cfg.path)
-    if os.path.exists(expanded):
-        return expanded
-    if model_cfg.path.startswith(("/", "./", "../", "~")):
-        raise FileNotFoundError(f"model.path={model_cfg.path!r}: no such local directory (a hub id looks like 'org/name')")
-    return model_cfg.path
+    return _resolve_location(model_cfg.path, getattr(model_cfg, "revision", None), "model.path")
 
 
 def resolve_tokenizer_path(model_cfg: "ModelConfig") -> str:
-    """Tokenizer location: ``model_cfg.tokenizer`` if set (``"tiny"`` allowed), else the model's."""
-    if model_cfg.tokenizer in (None, ""):
+    """Tokenizer location: ``model_cfg.tokenizer`` if set (``"tiny"`` allowed), else the model's.
+
+    A separate tokenizer hub id is taken at its ``main`` revision (``model.revision`` is the model's).
+    """
+    if model_cfg.tokenizer in (None, "", model_cfg.path):
         return resolve_model_path(model_cfg)
     if model_cfg.tokenizer == TINY:
         from longcot.models.tiny import ensure_tiny
 
         return str(ensure_tiny(model_cfg))
-    expanded = os.path.expanduser(model_cfg.tokenizer)
-    return expanded if os.path.exists(expanded) else model_cfg.tokenizer
+    return _resolve_location(model_cfg.tokenizer, None, "model.tokenizer")
+
+
+def _revision(model_cfg: "ModelConfig", path: str) -> dict[str, Any]:
+    """``revision=`` for ``from_pretrained`` when `path` is still a hub id (not a local folder)."""
+    revision = getattr(model_cfg, "revision", None)
+    return {"revision": revision} if revision and path == model_cfg.path and not os.path.exists(path) else {}
+
+
+def count_parameters_from_config(config: "PretrainedConfig", trust_remote_code: bool = False) -> int:
+    """Parameters of the causal LM a config describes, counted on the meta device (no weights read)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_fits_device(model_cfg: "ModelConfig", config: "PretrainedConfig", device: str) -> None:
+    """Refuse a model of more than ``MAX_CPU_PARAMETERS`` on a CPU unless ``model.allow_large_on_cpu``."""
+    if not str(device).startswith("cpu") or getattr(model_cfg, "allow_large_on_cpu", False):
+        return
+    n = count_parameters_from_config(config, trust_remote_code=model_cfg.trust_remote_code)
+    if n > MAX_CPU_PARAMETERS:
+        raise ModelUnavailable(
+            f"model {model_cfg.name!r} ({model_cfg.path}) has {n / 1e9:.1f}B parameters, too many to run on a CPU "
+            f"(limit {MAX_CPU_PARAMETERS / 1e9:.1f}B); use a GPU, or set model.allow_large_on_cpu=true to run it anyway"
+        )
 
 
 def resolve_device(device: str | None = "auto") -> str:
@@ -145,7 +261,9 @@ def load_config(model_cfg: "ModelConfig", path: str | None = None) -> "Pretraine
     from transformers import AutoConfig
 
     path = path or resolve_model_path(model_cfg)
-    config = AutoConfig.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
+    config = AutoConfig.from_pretrained(
+        path, trust_remote_code=model_cfg.trust_remote_code, **_revision(model_cfg, path)
+    )
     return apply_config_overrides(
         config, rope_theta_scale=model_cfg.rope_theta_scale, max_model_len=model_cfg.max_model_len
     )
@@ -156,8 +274,9 @@ def load_tokenizer(model_cfg: "ModelConfig", *, padding_side: str = "left") -> "
     """``AutoTokenizer`` with a pad token (falls back to EOS) and the given padding side."""
     from transformers import AutoTokenizer
 
+    path = resolve_tokenizer_path(model_cfg)
     tokenizer = AutoTokenizer.from_pretrained(
-        resolve_tokenizer_path(model_cfg), trust_remote_code=model_cfg.trust_remote_code
+        path, trust_remote_code=model_cfg.trust_remote_code, **_revision(model_cfg, path)
     )
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -177,19 +296,22 @@ def load_model_and_tokenizer(
 
     ``dtype`` overrides ``model_cfg.dtype``; ``"auto"`` means float32 on CPU and the checkpoint's
     dtype on GPU. Extra kwargs go to ``AutoModelForCausalLM.from_pretrained`` (e.g.
-    ``attn_implementation``).
+    ``attn_implementation``). A model too large for a CPU is refused before its weights are read
+    (``check_fits_device``).
     """
+    device = resolve_device(device)
+    path = resolve_model_path(model_cfg)  # fails fast, before the heavy imports below
     from transformers import AutoModelForCausalLM
 
-    device = resolve_device(device)
-    path = resolve_model_path(model_cfg)
-    tokenizer = load_tokenizer(model_cfg, padding_side="left")
     config = load_config(model_cfg, path)
+    check_fits_device(model_cfg, config, device)
+    tokenizer = load_tokenizer(model_cfg, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(
         path,
         config=config,
         dtype=resolve_dtype(dtype if dtype is not None else model_cfg.dtype, device),
         trust_remote_code=model_cfg.trust_remote_code,
+        **_revision(model_cfg, path),
         **from_pretrained_kwargs,
     )
     model.to(device)
