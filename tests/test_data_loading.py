@@ -122,3 +122,86 @@ def test_dataset_id_path_goes_through_datasets(tmp_path: Path) -> None:
     cfg.split = "validation"
     with pytest.raises(DataError, match="could not load dataset .*split='validation'"):
         load_benchmark(cfg)
+
+
+# ------------------------------------------------------------------ data errors: one line, file:line
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    assert "\n" not in str(exc.value)
+    return str(exc.value)
+
+
+def test_neither_answer_nor_solution_names_both(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?", "final": "4"}\n')
+    cfg = load_group_option("benchmark", "math500", BenchmarkConfig)
+    cfg.path = str(path)
+    with pytest.raises(DataError) as exc:
+        load_benchmark(cfg)
+    assert _one_line(exc) == f"{path}:2: missing field 'answer' or 'solution' (one is needed; fields: ['final', 'problem'])"
+    data = load_group_option("data", "math_train", DataConfig)  # training prompts: same rule, the set field names
+    data.path = str(path)
+    with pytest.raises(DataError, match=r"mine\.jsonl:2: missing field 'answer' or 'solution'"):
+        load_prompts(data)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"problem": "1+1?", "answer": null}\n', r"bad\.jsonl:1: field 'answer' is empty"),
+        ('{"problem": "1+1?", "answer": "2"}\n{"problem": "  ", "answer": "3"}\n', r"bad\.jsonl:2: field 'problem' is empty"),
+        ('{"problem": "1+1?", "solution": "it is 2"}\n', r"bad\.jsonl:1: no answer field and no \\boxed\{\} in the solution"),
+        ("\n\n", r"bad\.jsonl: no records \(the file is empty\)"),
+        ('[1, 2]\n', r"bad\.jsonl:1: expected a JSON object, got list"),
+    ],
+)
+def test_bad_records_name_file_line_and_field(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    cfg = load_group_option("benchmark", "math500", BenchmarkConfig)
+    cfg.path = str(path)
+    with pytest.raises(DataError, match="^" + str(tmp_path).replace(".", r"\.") + "/" + message) as exc:
+        load_benchmark(cfg)
+    _one_line(exc)
+
+
+def test_json_and_parquet_errors_name_the_file(tmp_path: Path) -> None:
+    bad_json = tmp_path / "list.json"
+    bad_json.write_text('[{"problem": "a", "answer": "1"}, "oops"]')
+    with pytest.raises(DataError, match=r"list\.json record 1: expected a JSON object, got str"):
+        read_records(bad_json)
+    bad_parquet = tmp_path / "broken.parquet"
+    bad_parquet.write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match=r"broken\.parquet: unreadable parquet file \(") as exc:
+        read_records(bad_parquet)
+    _one_line(exc)
+
+
+def test_missing_shared_folder_warns_once_and_hub_fallback_fails_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LONGCOT_SHARED_DATA naming a missing folder: one warning line, once; the dataset-id fallback
+    to an id the hub cannot serve (no network here, or no such dataset) is one line at once, not
+    half a minute of `datasets` retries."""
+    import time
+
+    from longcot.data import loading
+
+    missing = tmp_path / "no-shared-data"
+    monkeypatch.setenv("LONGCOT_SHARED_DATA", str(missing))
+    monkeypatch.setattr(loading, "_warned_shared", set())
+    with caplog.at_level("WARNING", logger="longcot.data.loading"):
+        assert loading.shared_data_dir() == missing
+        assert loading.shared_data_dir() == missing
+    warnings = [r.getMessage() for r in caplog.records if "LONGCOT_SHARED_DATA" in r.getMessage()]
+    assert warnings == [f"LONGCOT_SHARED_DATA={missing}: no such folder; benchmarks fall back to their dataset ids"]
+    cfg = load_group_option("benchmark", "aime24", BenchmarkConfig)
+    cfg.dataset_id = "longcot-tests/no-such-dataset"
+    start = time.monotonic()
+    with pytest.raises(DataError) as exc:
+        load_benchmark(cfg)
+    assert time.monotonic() - start < 4.0
+    message = _one_line(exc)
+    assert message.startswith("could not load dataset 'longcot-tests/no-such-dataset' (config=None, split='train'): ")
+    assert "set LONGCOT_SHARED_DATA" in message and "benchmark.path" in message

@@ -9,6 +9,7 @@ the repository) → ``dataset_id`` through ``datasets.load_dataset``. Every reco
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from longcot.data.records import Problem
 from longcot.data.toy import toy_problems
+
+log = logging.getLogger(__name__)
 
 KINDS = ("math", "aime", "theoremqa", "mmlu_pro", "toy")
 LINE = "__line__"  # JSONL rows carry their line number so errors can point at it
@@ -27,12 +30,27 @@ class DataError(ValueError):
     """A data file or record that cannot be used; the message names the file, line and field."""
 
 
+_warned_shared: set[str] = set()
+
+
 def shared_data_dir() -> Path:
-    """The shared data folder: ``$LONGCOT_SHARED_DATA`` or ``<repo>/../shared/data``."""
+    """The shared data folder: ``$LONGCOT_SHARED_DATA`` or ``<repo>/../shared/data``.
+
+    ``LONGCOT_SHARED_DATA`` naming a folder that does not exist is warned about once per process
+    (benchmarks then fall back to their dataset ids, which need the hub or its cache).
+    """
     env = os.environ.get("LONGCOT_SHARED_DATA")
     if env:
+        if env not in _warned_shared and not Path(env).is_dir():
+            _warned_shared.add(env)
+            log.warning("LONGCOT_SHARED_DATA=%s: no such folder; benchmarks fall back to their dataset ids", env)
         return Path(env)
     return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -54,6 +72,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                     raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
                 row[LINE] = lineno
                 rows.append(row)
+        if not rows:
+            raise DataError(f"{path}: no records (the file is empty)")
         return rows
     if suffix == ".json":
         try:
@@ -64,21 +84,47 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             data = data["data"]
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a JSON list of records")
+        for i, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise DataError(f"{path} record {i}: expected a JSON object, got {type(row).__name__}")
+        if not data:
+            raise DataError(f"{path}: no records (the list is empty)")
         return data
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as exc:  # not a parquet file, truncated, ...
+            raise DataError(f"{path}: unreadable parquet file ({_first_line(exc)})") from None
+        if not rows:
+            raise DataError(f"{path}: no records (the table is empty)")
+        return rows
     raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json or .parquet")
 
 
-def _hub_records(dataset_id: str, config: str | None, split: str) -> list[dict[str, Any]]:
+def _hub_records(dataset_id: str, config: str | None, split: str, what: str = "benchmark") -> list[dict[str, Any]]:
+    """Rows of a dataset id through ``datasets``. A hub id is first checked with one short request
+    (unless ``HF_HUB_OFFLINE`` is set, when ``datasets`` reads its cache), so an unreachable hub is
+    one clear error at once instead of ``datasets``' half a minute of retries."""
     import datasets
 
+    where = f"dataset {dataset_id!r} (config={config!r}, split={split!r})"
+    if not os.path.exists(dataset_id):
+        from huggingface_hub import constants
+
+        from longcot.models.loading import probe_hub
+
+        reason = None if constants.HF_HUB_OFFLINE else probe_hub(dataset_id, repo_type="dataset")
+        if reason is not None:
+            raise DataError(
+                f"could not load {where}: {reason}; set LONGCOT_SHARED_DATA to the shared data folder, "
+                f"{what}.path to a local file, or HF_HUB_OFFLINE=1 to read the datasets cache"
+            )
     try:
         ds = datasets.load_dataset(dataset_id, config, split=split)
     except Exception as exc:  # network, unknown id or split: say which
-        raise DataError(f"could not load dataset {dataset_id!r} (config={config!r}, split={split!r}): {exc}") from exc
+        raise DataError(f"could not load {where}: {_first_line(exc)}") from exc
     return [dict(row) for row in ds]
 
 
@@ -99,10 +145,18 @@ def resolve_source(path: str | None, shared_file: str | None, dataset_id: str | 
     raise DataError(f"{what}: no data source: set {what}.path or {what}.dataset_id ({tried} not found)")
 
 
+def _fields_of(row: dict[str, Any]) -> list[str]:
+    return sorted(k for k in row if k != LINE)
+
+
 def _field(row: dict[str, Any], name: str, where: str) -> Any:
+    """A required field's value; missing or empty (null, blank) is an error naming it."""
     if name not in row:
-        raise DataError(f"{where}: missing field {name!r} (fields: {sorted(k for k in row if k != LINE)})")
-    return row[name]
+        raise DataError(f"{where}: missing field {name!r} (fields: {_fields_of(row)})")
+    value = row[name]
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DataError(f"{where}: field {name!r} is empty")
+    return value
 
 
 def normalise(rows: Iterable[dict[str, Any]], kind: str, source: str, fields: dict[str, str | None]) -> list[Problem]:
@@ -116,12 +170,17 @@ def normalise(rows: Iterable[dict[str, Any]], kind: str, source: str, fields: di
         if kind in ("math", "aime", "toy"):
             problem = _field(row, fields.get("problem") or "problem", where)
             answer_field = fields.get("answer") or ("answer" if "answer" in row else None)
+            solution_field = fields.get("solution") or "solution"
             if answer_field:
                 answer = str(_field(row, answer_field, where))
+            elif solution_field not in row:
+                raise DataError(
+                    f"{where}: missing field 'answer' or {solution_field!r} (one is needed; fields: {_fields_of(row)})"
+                )
             else:
                 from longcot.grading import extract_answer
 
-                solution = _field(row, fields.get("solution") or "solution", where)
+                solution = _field(row, solution_field, where)
                 answer = extract_answer(solution)
                 if answer is None:
                     raise DataError(f"{where}: no answer field and no \\boxed{{}} in the solution")
@@ -195,7 +254,7 @@ def load_benchmark(cfg: Any) -> list[Problem]:
         if source == "file":
             rows = read_records(Path(where))
         else:
-            rows = _hub_records(where, cfg.dataset_config, cfg.split)
+            rows = _hub_records(where, cfg.dataset_config, cfg.split, "benchmark")
             if cfg.name == "mmlu_pro_1k":
                 rows = mmlu_pro_1k_subset(rows)
         problems = normalise(rows, cfg.kind, where, {})
@@ -208,7 +267,7 @@ def load_prompts(cfg: Any) -> list[Problem]:
         problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name)
     else:
         source, where = resolve_source(cfg.path, cfg.shared_file, cfg.dataset_id, "data")
-        rows = read_records(Path(where)) if source == "file" else _hub_records(where, cfg.dataset_config, cfg.split)
+        rows = read_records(Path(where)) if source == "file" else _hub_records(where, cfg.dataset_config, cfg.split, "data")
         fields = {"problem": cfg.problem_field, "answer": cfg.answer_field, "solution": cfg.solution_field, "id": cfg.id_field}
         problems = normalise(rows, "math" if cfg.kind == "math" else cfg.kind, where, fields)
     return problems[: cfg.limit] if cfg.limit else problems
