@@ -148,3 +148,11 @@ def test_tiny_model_is_identified_by_its_built_directory() -> None:
     assert ident["model"]["local"] == directory_fingerprint(ensure_tiny(cfg))
     assert ident["tiny"] == {"seed": 0, "hidden_size": 128, "layers": 3, "heads": 4, "vocab_size": 1024, "max_position": 2048}
     assert model_identity(ModelConfig(name="tiny", path="tiny")) == ident  # deterministic
+
+
+def test_composed_config_node_gives_the_same_identity(checkpoint: Path) -> None:
+    """The stages pass `cfg.model` (a DictConfig): same identity as the dataclass."""
+    from omegaconf import OmegaConf
+
+    cfg = _cfg(str(checkpoint), dtype="bfloat16")
+    assert model_identity(OmegaConf.structured(cfg)) == model_identity(cfg)

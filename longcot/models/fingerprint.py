@@ -164,7 +164,8 @@ def model_identity(model_cfg: "ModelConfig | Any") -> dict[str, Any]:
     else:  # a DictConfig node (cfg.model) or a plain mapping
         from omegaconf import DictConfig, OmegaConf
 
-        fields = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+        is_node = isinstance(model_cfg, DictConfig)
+        fields = OmegaConf.to_container(model_cfg, resolve=True) if is_node else dict(model_cfg)
     ident: dict[str, Any] = {
         "name": fields["name"],
         "dtype": fields.get("dtype", "auto"),

@@ -71,10 +71,15 @@ def probe_hub(repo_id: str, *, repo_type: str = "model", revision: str | None = 
     except RepositoryNotFoundError:
         return f"the hub has no {repo_type} repository {repo_id!r} (or it is private)"
     except (httpx.HTTPError, OSError) as exc:
-        return f"the Hugging Face Hub is unreachable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no reply'})"
+        return f"the Hugging Face Hub is unreachable ({_first_line(exc)})"
     except Exception as exc:  # noqa: BLE001 - any other hub answer is a reason not to proceed
-        return f"the Hugging Face Hub refused ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        return f"the Hugging Face Hub refused ({_first_line(exc)})"
     return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _cached_snapshot(repo_id: str, revision: str | None) -> str | None:
@@ -299,8 +304,8 @@ def load_model_and_tokenizer(
     ``attn_implementation``). A model too large for a CPU is refused before its weights are read
     (``check_fits_device``).
     """
-    device = resolve_device(device)
     path = resolve_model_path(model_cfg)  # fails fast, before the heavy imports below
+    device = resolve_device(device)
     from transformers import AutoModelForCausalLM
 
     config = load_config(model_cfg, path)
