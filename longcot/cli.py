@@ -1,9 +1,13 @@
-"""The ``longcot`` command: compose a run from ``conf/`` with Hydra and execute its stage.
+"""The ``longcot`` command: compose a run from ``conf/`` with Hydra, plan its stage, run it.
 
     longcot                                   # the embedded CPU default (tiny model, eval)
     longcot model=qwen2.5-math-7b generation=vllm benchmark=aime24
     longcot +experiment=NAME                  # an ablation grid from experiments/
     longcot -m +experiment=NAME cluster=slurm # fan the grid out to SLURM via submitit
+
+Config errors (an unknown key, value or option) exit 2 with one line naming the key; errors while
+running (a malformed data line, a missing model) exit 1 with one line. ``HYDRA_FULL_ERROR=1`` or
+``LONGCOT_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -22,22 +26,37 @@ log = logging.getLogger("longcot")
 register_configs()
 
 
+def debug() -> bool:
+    return any(os.environ.get(v, "") not in ("", "0") for v in ("HYDRA_FULL_ERROR", "LONGCOT_DEBUG"))
+
+
+def fail(kind: str, exc: BaseException, code: int) -> None:
+    """Print ``exc`` as one line (the traceback with HYDRA_FULL_ERROR=1 / LONGCOT_DEBUG=1) and exit."""
+    if debug():
+        raise exc
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"longcot: {kind}: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _main(cfg: DictConfig) -> object:
     from hydra.core.hydra_config import HydraConfig
 
     from longcot.config.validate import validate
-    from longcot.stages import get_stage, validate_stage
+    from longcot.stages import plan_all, run_all
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         validate(cfg, HydraConfig.get().launcher.get("_target_"))
-        validate_stage(cfg.stage.name, cfg)
-        stage = get_stage(cfg.stage.name)
-    except ValueError as exc:  # ConfigError and the stages' own config checks
-        print(f"longcot: config error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    return stage(cfg)
+        plans = plan_all(cfg)  # the stage's own checks and identities, before anything runs
+    except (ValueError, FileNotFoundError) as exc:  # ConfigError, the stages' checks, a missing file
+        fail("config error", exc, 2)
+    try:
+        return run_all(plans)
+    except (ValueError, OSError, RuntimeError, KeyError) as exc:
+        fail("error", exc, 1)
+    return None
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from longcot.distill.budget import parse_budget, rank_key, select_budget
 from longcot.stages import distill as stage
+from tests.stage_helpers import distill_run
 from tests.test_distill_sampling import distill_cfg
 
 
@@ -45,7 +46,7 @@ def test_budgets_are_nested_shortest_prefixes(tokens: list[int], b1: int, b2: in
 
 
 def test_stage_budget_datasets(tmp_path: Path) -> None:
-    out = stage.run(distill_cfg(tmp_path, "data.toy_size=40", "distill.n=8", "distill.derive_n=[4]",
+    out = distill_run(distill_cfg(tmp_path, "data.toy_size=40", "distill.n=8", "distill.derive_n=[4]",
                                 "distill.token_budgets=[5K,12K,30K,10M]", "distill.budget_n=8"))
     base = Path(out["dir"])
     full = pq.read_table(base / "n8/data.parquet").to_pylist()
@@ -61,9 +62,9 @@ def test_stage_budget_datasets(tmp_path: Path) -> None:
     assert subsets[3] == ids(full) and out["budgets"]["n8/budget-10000000"]["reached"] is False
     assert out["budgets"]["n8/budget-12000"]["sft_tokens"] >= 12000
     # deterministic: a fresh run (other root) selects the same rows
-    again = stage.run(distill_cfg(tmp_path / "again", "data.toy_size=40", "distill.n=8", "distill.derive_n=[4]",
+    again = distill_run(distill_cfg(tmp_path / "again", "data.toy_size=40", "distill.n=8", "distill.derive_n=[4]",
                                   "distill.token_budgets=[12K]", "distill.budget_n=8"))
     assert (Path(again["dir"]) / "n8/budget-12000/data.parquet").read_bytes() == (base / "n8/budget-12000/data.parquet").read_bytes()
     with pytest.raises(ValueError, match=r"distill.budget_n=5 is not one of the datasets' N; valid: 4, 8"):
-        stage.run(distill_cfg(tmp_path, "data.toy_size=40", "distill.n=8", "distill.derive_n=[4]",
+        distill_run(distill_cfg(tmp_path, "data.toy_size=40", "distill.n=8", "distill.derive_n=[4]",
                               "distill.token_budgets=[5K]", "distill.budget_n=5"))

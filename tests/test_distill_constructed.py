@@ -16,6 +16,7 @@ from longcot.distill.constructed import ActionMachine, MachineError, construct_c
 from longcot.generation.base import SamplingParams
 from longcot.generation.synthetic import SyntheticGenerator
 from longcot.stages import distill as stage
+from tests.stage_helpers import distill_run
 from tests.test_distill_sampling import distill_cfg
 
 
@@ -140,8 +141,8 @@ def test_reflections_are_written_by_the_reflection_model_and_fix_slips() -> None
 
 def test_constructed_stage_grades_and_keeps_like_distilled(tmp_path: Path) -> None:
     common = ["distill.mode=constructed", "data.toy_size=12", "distill.num_shards=2", "generation.error_rate=0.4"]
-    big = stage.run(distill_cfg(tmp_path, *common, "distill.n=4", "distill.derive_n=[2]"))
-    small = stage.run(distill_cfg(tmp_path, *common, "distill.n=2", "distill.derive_n=[]"))
+    big = distill_run(distill_cfg(tmp_path, *common, "distill.n=4", "distill.derive_n=[2]"))
+    small = distill_run(distill_cfg(tmp_path, *common, "distill.n=2", "distill.derive_n=[]"))
     rows = pq.read_table(Path(big["dir"]) / "n4/data.parquet").to_pylist()
     assert rows and all(r["correct"] and r["extracted_answer"] == r["answer"] for r in rows)
     assert all(r["actions"][0] == "clarify" and r["actions"][-1] == "answer" and "reflection" in r["actions"] for r in rows)

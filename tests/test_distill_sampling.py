@@ -14,6 +14,7 @@ from longcot.config.loading import CONF_DIR
 from longcot.config.schema import register_configs
 from longcot.distill.sampling import Selection, select_prefix, teacher_plan
 from longcot.stages import distill as stage
+from tests.stage_helpers import distill_run
 
 register_configs()
 
@@ -30,8 +31,8 @@ def _rows(manifest: dict, n: int) -> list[dict]:
 
 def test_smaller_n_is_a_prefix_of_one_sampling(tmp_path: Path) -> None:
     common = ["data.toy_size=40", "distill.num_shards=2", "generation.error_rate=0.4", "distill.dedupe=false"]
-    big = stage.run(distill_cfg(tmp_path, *common, "distill.n=8", "distill.derive_n=[4]"))
-    small = stage.run(distill_cfg(tmp_path, *common, "distill.n=4", "distill.derive_n=[]"))
+    big = distill_run(distill_cfg(tmp_path, *common, "distill.n=8", "distill.derive_n=[4]"))
+    small = distill_run(distill_cfg(tmp_path, *common, "distill.n=4", "distill.derive_n=[]"))
     assert big["dir"] != small["dir"]  # two independent samplings
     derived, direct = _rows(big, 4), _rows(small, 4)
     assert derived == direct and len(direct) > 40
@@ -93,7 +94,7 @@ def test_teacher_settings_precedence(tmp_path: Path) -> None:
                    "generation.temperature=0.2")
     assert teacher_plan(gen).params.temperature == 0.2
     smoke = _compose("stage=distill", "scale=smoke", "model=qwq-32b-preview")
-    p = teacher_plan(smoke).params  # smoke scale caps new tokens, never N
+    p = stage.plan(smoke).detail.teacher.params  # smoke scale caps new tokens, never N
     assert (p.temperature, p.max_new_tokens, p.n) == (1.0, 256, teacher_plan(qwq).params.n)
     short = _compose("stage=distill", "scale=full", "model=qwen2.5-math-72b-instruct", "generation.top_p=0.5")
     p = teacher_plan(short).params
@@ -125,10 +126,10 @@ def test_fig1_counts_sft_tokens_with_the_paper_student() -> None:
         cfg = _compose("+experiment=fig1_long_vs_short_n", f"model={model}")
         assert cfg.distill.student == "llama3.1-8b"
         assert resolve_model(cfg.distill.student).path == "meta-llama/Llama-3.1-8B"
-        assert stage.startup_warnings(cfg, teacher_plan(cfg)) == []
+        assert list(stage.plan(cfg).notes) == []
     # a full-scale run of a real teacher counting with the tiny tokenizer is warned about
     cfg = _compose("+experiment=fig1_long_vs_short_n", "distill.student=tiny")
-    [warning] = stage.startup_warnings(cfg, teacher_plan(cfg))
+    [warning] = stage.plan(cfg).notes
     assert "distill.student=tiny" in warning and "toy tokenizer" in warning and "llama3.1-8b" in warning
 
 

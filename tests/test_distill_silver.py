@@ -14,6 +14,7 @@ from longcot.distill.config import SilverConfig
 from longcot.distill.silver import extract_references, near_duplicate_ids, toy_web_problems, with_references
 from longcot.generation.synthetic import SyntheticGenerator
 from longcot.stages import distill as stage
+from tests.stage_helpers import distill_run
 from tests.test_distill_sampling import distill_cfg
 
 TEMPLATE = SilverConfig().extract_template
@@ -52,7 +53,7 @@ def test_extraction_on_the_tiny_model_is_greedy_and_safe() -> None:
 
 
 def test_silver_stage_keeps_prompts_whose_responses_match_the_reference(tmp_path: Path) -> None:
-    out = stage.run(distill_cfg(tmp_path, "distill.mode=silver", "data.toy_size=120", "distill.n=2",
+    out = distill_run(distill_cfg(tmp_path, "distill.mode=silver", "data.toy_size=120", "distill.n=2",
                                 "distill.derive_n=[1]", "distill.silver.toy_noise=0.3", "distill.silver.toy_missing=0.1",
                                 "distill.silver.near_dedup=false", "generation.error_rate=0.1"))
     web = {p.id: p for p in toy_web_problems(toy_problems(120, 0, prefix="toy"), 0.3, 0.1, seed=0)}
@@ -82,7 +83,7 @@ def test_near_duplicate_questions_are_removed_before_sampling(tmp_path: Path) ->
     assert near_duplicate_ids([r["question"] for r in records], threshold=0.8, num_perm=128, shingle_size=5) == [1]
     data = tmp_path / "web.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
-    out = stage.run(distill_cfg(tmp_path, "distill.mode=silver", "data.kind=webinstruct", f"data.path={data}",
+    out = distill_run(distill_cfg(tmp_path, "distill.mode=silver", "data.kind=webinstruct", f"data.path={data}",
                                 "data.name=web", "data.problem_field=question", "data.solution_field=answer",
                                 "data.id_field=null", "distill.n=2", "distill.derive_n=[]", "distill.silver.near_dedup=true",
                                 "generation.error_rate=0.0"))
@@ -100,8 +101,8 @@ def test_silver_demo_runs_without_datasketch(tmp_path: Path, monkeypatch) -> Non
     import pytest
 
     monkeypatch.setitem(sys.modules, "datasketch", None)  # import datasketch -> ImportError
-    out = stage.run(distill_cfg(tmp_path, "distill.mode=silver", "distill.n=2", "distill.derive_n=[1]", "data.toy_size=30"))
+    out = distill_run(distill_cfg(tmp_path, "distill.mode=silver", "distill.n=2", "distill.derive_n=[1]", "data.toy_size=30"))
     assert out["datasets"]["2"]["prompts"] > 0
     with pytest.raises(ImportError, match=r"pip install 'longcot\[silver\]'"):
-        stage.run(distill_cfg(tmp_path, "distill.mode=silver", "distill.n=2", "distill.derive_n=[]", "data.toy_size=30",
+        distill_run(distill_cfg(tmp_path, "distill.mode=silver", "distill.n=2", "distill.derive_n=[]", "data.toy_size=30",
                               "distill.silver.near_dedup=true"))

@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from longcot.config.loading import CONF_DIR
 from longcot.distill.shards import Shard
 from longcot.stages import distill as stage
+from tests.stage_helpers import distill_run
 from tests.test_distill_sampling import distill_cfg
 
 
@@ -19,7 +20,7 @@ def test_tiny_hf_teacher_runs_the_same_stage(tmp_path: Path) -> None:
                  "distill.n=2", "distill.max_new_tokens=8", f"output_root={tmp_path}", "distill.print_table=false"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    out = stage.run(cfg)
+    out = distill_run(cfg)
     run_dir = Path(out["dir"]).parent
     assert run_dir.parent.name == "tiny" and run_dir.name.startswith("toy-")
     shard_rows = Shard(0, 1).rows_path(run_dir).read_text().splitlines()
@@ -30,45 +31,45 @@ def test_tiny_hf_teacher_runs_the_same_stage(tmp_path: Path) -> None:
 
 
 def test_rerun_skips_sampling_and_adds_derived_datasets(tmp_path: Path) -> None:
-    first = stage.run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "distill.derive_n=[]"))
+    first = distill_run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "distill.derive_n=[]"))
     run_dir = Path(first["dir"]).parent
     marker = Shard(0, 4).done_path(run_dir)
     before = marker.stat().st_mtime_ns
-    second = stage.run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "distill.derive_n=[2,4]"))
+    second = distill_run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "distill.derive_n=[2,4]"))
     assert Path(second["dir"]).parent == run_dir and marker.stat().st_mtime_ns == before  # not resampled
     assert sorted(second["datasets"], key=int) == ["2", "4", "8"]
     assert second["datasets"]["8"] == first["datasets"]["8"]
     # another selection setting: a new selection directory over the same samples
-    capped = stage.run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "distill.max_per_prompt=1"))
+    capped = distill_run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "distill.max_per_prompt=1"))
     assert Path(capped["dir"]).parent == run_dir and capped["dir"] != first["dir"]
     assert capped["datasets"]["8"]["responses_kept"] == capped["datasets"]["8"]["prompts_kept"] <= 10
-    forced = stage.run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "force=true"))
+    forced = distill_run(distill_cfg(tmp_path, "data.toy_size=10", "distill.n=8", "force=true"))
     assert marker.stat().st_mtime_ns != before and forced["datasets"]["8"] == first["datasets"]["8"]
 
 
 @pytest.mark.parametrize("override,message", [
-    ("distill.mode=guess", r"distill.mode='guess'; valid: sample, constructed, silver"),
-    ("distill.format=csv", r"distill.format='csv'; valid: parquet, jsonl"),
+    ("distill.mode=guess", r"distill.mode='guess': unknown value; valid: sample, constructed, silver"),
+    ("distill.format=csv", r"distill.format='csv': unknown value; valid: parquet, jsonl"),
     ("distill.derive_n=[0]", r"distill.derive_n=\[0\] must lie in 1..distill.n=16"),
     ("distill.constructed.action_model=gpt-9", r"distill.constructed.action_model='gpt-9': not a conf/model option"),
 ])
 def test_config_errors_name_the_key(tmp_path: Path, override: str, message: str) -> None:
     extra = ["distill.mode=constructed"] if "constructed" in override else []
     with pytest.raises(ValueError, match=message):
-        stage.run(distill_cfg(tmp_path, "data.toy_size=3", *extra, override))
+        distill_run(distill_cfg(tmp_path, "data.toy_size=3", *extra, override))
 
 
 @pytest.mark.parametrize("override,message", [
-    ("distill.budget_unit=tokens", r"distill.budget_unit='tokens'; valid: sft, response"),
+    ("distill.budget_unit=tokens", r"distill.budget_unit='tokens': unknown value; valid: sft, response"),
     ("distill.token_budgets=[lots]", r"distill.token_budgets: cannot parse 'lots'; use e.g. 1000, 250M"),
     ("distill.token_budgets=[0]", r"distill.token_budgets: '0' is less than one token"),
     ("distill.budget_n=5", r"distill.budget_n=5 is not one of the datasets' N; valid: 4, 8, 16"),
-    ("distill.chunk_prompts=0", r"distill.chunk_prompts must be >= 1"),
+    ("distill.chunk_prompts=0", r"distill.chunk_prompts=0: must be >= 1"),
 ])
 def test_bad_budget_settings_fail_before_any_sampling(tmp_path: Path, override: str, message: str) -> None:
     cfg = distill_cfg(tmp_path, "data.toy_size=8", "distill.token_budgets=[1K]", override)
     with pytest.raises(ValueError, match=message):
-        stage.run(cfg)
+        distill_run(cfg)
     assert not (tmp_path / "distill").exists()  # nothing sampled, not even a run directory
 
 
@@ -90,30 +91,31 @@ def test_smoke_scale_with_a_real_teacher_is_loud(tmp_path: Path, monkeypatch: py
                                                  caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture) -> None:
     _fake_real_teacher(monkeypatch)
     with caplog.at_level("INFO", logger="longcot.stages.distill"):
-        out = stage.run(_real_cfg(tmp_path))  # scale=smoke: the embedded default
+        out = distill_run(_real_cfg(tmp_path))  # scale=smoke: the embedded default
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("scale=smoke caps this run to 20 problems, 256 new tokens" in w and "pass scale=full for a real run"
-               in w for w in warnings), warnings
+    assert any("scale=smoke caps a real model (teacher qwq-32b-preview, hf) this run" in w
+               and "distill.max_new_tokens 8192 -> 256" in w and "pass scale=full for a real run" in w
+               for w in warnings), warnings
     assert any("(scale=smoke)" in r.getMessage() for r in caplog.records if r.levelname == "INFO")  # startup line
     assert out["scale"] == "smoke" and "scale=smoke" in capsys.readouterr().out  # manifest and table title
     # vllm is a real run even with a toy model name
     cfg = distill_cfg(tmp_path, "scale=smoke", "generation.backend=vllm")
-    assert any("scale=smoke caps" in w for w in stage.startup_warnings(cfg, stage.teacher_plan(cfg)))
+    assert any("scale=smoke caps a real model" in w for w in stage.plan(cfg).notes)
 
 
 def test_full_scale_real_teacher_with_the_tiny_student_is_warned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     _fake_real_teacher(monkeypatch)
     with caplog.at_level("WARNING", logger="longcot.stages.distill"):
-        stage.run(_real_cfg(tmp_path, "scale=full", "distill.max_new_tokens=512", "distill.print_table=false"))
+        distill_run(_real_cfg(tmp_path, "scale=full", "distill.max_new_tokens=512", "distill.print_table=false"))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("distill.student=tiny" in w and "toy tokenizer" in w for w in warnings), warnings
     assert not any("scale=smoke" in w for w in warnings)
 
 
-def test_toy_runs_are_not_warned_about(tmp_path: Path) -> None:
-    for extra in ((), ("scale=smoke",), ("distill.mode=constructed",)):
-        cfg = distill_cfg(tmp_path, *extra)
-        assert stage.startup_warnings(cfg, stage.teacher_plan(cfg)) == []
-    tiny = _real_cfg(tmp_path, "model=tiny", "generation=hf")
-    assert stage.startup_warnings(tiny, stage.teacher_plan(tiny)) == []
+def test_toy_runs_are_told_only_what_the_scale_capped(tmp_path: Path) -> None:
+    for extra in ((), ("distill.mode=constructed",)):
+        assert list(stage.plan(distill_cfg(tmp_path, *extra)).notes) == []  # the demo runs at scale=full
+    [note] = stage.plan(distill_cfg(tmp_path, "scale=smoke")).notes
+    assert note.startswith("scale=smoke caps this run: distill.max_new_tokens 1024 -> 256, data.limit all -> 20")
+    assert list(stage.plan(_real_cfg(tmp_path, "model=tiny", "generation=hf", "scale=full")).notes) == []

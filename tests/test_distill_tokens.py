@@ -10,6 +10,7 @@ from transformers import AutoTokenizer
 
 from longcot.models.tiny import ensure_tiny
 from longcot.stages import distill as stage
+from tests.stage_helpers import distill_run
 from tests.test_distill_sampling import distill_cfg
 
 
@@ -17,7 +18,7 @@ from tests.test_distill_sampling import distill_cfg
 def test_tokens_match_the_student_tokenizer_and_datasets_loads(tmp_path: Path, fmt: str) -> None:
     import datasets
 
-    out = stage.run(distill_cfg(tmp_path, "data.toy_size=25", "distill.n=6", "distill.derive_n=[3]",
+    out = distill_run(distill_cfg(tmp_path, "data.toy_size=25", "distill.n=6", "distill.derive_n=[3]",
                                 f"distill.format={fmt}", "generation.error_rate=0.5", "generation.style=short"))
     tok = AutoTokenizer.from_pretrained(str(ensure_tiny()))  # loaded independently of the stage
     count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
@@ -45,4 +46,4 @@ def test_tokens_match_the_student_tokenizer_and_datasets_loads(tmp_path: Path, f
 
 def test_unknown_student_lists_the_options(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"distill.student='no-such-model': not a conf/model option \(.*tiny"):
-        stage.run(distill_cfg(tmp_path, "data.toy_size=3", "distill.student=no-such-model"))
+        distill_run(distill_cfg(tmp_path, "data.toy_size=3", "distill.student=no-such-model"))

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from longcot.config.loading import CONF_DIR
 from longcot.config.schema import register_configs
-from longcot.stages.eval import run
+from tests.stage_helpers import eval_run as run
 
 REPO = Path(__file__).resolve().parents[1]
 register_configs()
@@ -57,8 +57,11 @@ def test_relaunch_skips_finished_work_and_force_redoes_it(tmp_path: Path) -> Non
     stamp = samples.stat().st_mtime_ns
     run(_cfg(tmp_path, *args))
     assert samples.stat().st_mtime_ns == stamp
-    run(_cfg(tmp_path, *args, "force=true"))
+    chunk = next(samples.parent.glob("chunks/chunk-*.jsonl"))
+    chunk_stamp = chunk.stat().st_mtime_ns
+    forced = run(_cfg(tmp_path, *args, "force=true"))["toy"]
     assert samples.stat().st_mtime_ns != stamp
+    assert chunk.stat().st_mtime_ns != chunk_stamp and forced["resumed_chunks"] == 0  # nothing reused
     run(_cfg(tmp_path, *args[:-1], "generation.max_new_tokens=5"))  # another config, another run
     assert len(list(tmp_path.glob("eval/tiny/toy-*"))) == 2
 
@@ -90,7 +93,8 @@ def test_cli_main_job_prints_table(tmp_path: Path) -> None:
          "scale.max_samples=1", "scale.max_new_tokens=4", "eval.grader_workers=1"],
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "longcot eval: tiny (scale=smoke)" in proc.stdout and "toy" in proc.stdout
+    assert "longcot eval: tiny (scale=smoke; capped" in proc.stdout and "toy" in proc.stdout
+    assert "scale=smoke caps this run: benchmark.num_samples 4 -> 1" in proc.stdout + proc.stderr  # each cap named
 
 
 def test_wandb_logger_records_an_offline_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,13 +109,11 @@ def test_wandb_logger_records_an_offline_run(tmp_path: Path, monkeypatch: pytest
 
 
 def test_identity_follows_what_changes_results(tmp_path: Path) -> None:
-    from longcot import runs
-    from longcot.stages.eval import run_identity
+    from longcot.stages.eval import plan
     from tests.conftest import shared_file
 
     def h(*overrides: str) -> str:
-        cfg = _cfg(tmp_path, *overrides)
-        return runs.config_hash(run_identity(cfg, cfg.benchmark))
+        return plan(_cfg(tmp_path, *overrides)).run_id
 
     base = h("generation.device=cpu")
     assert h("generation.device=cpu", f"output_root={tmp_path / 'elsewhere'}") == base  # location is not identity

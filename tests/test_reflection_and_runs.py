@@ -47,7 +47,7 @@ def test_summary_statistics_hand_computed() -> None:
 def test_single_sample_has_no_standard_error() -> None:
     problems = [Problem("a", "", "1", "math")]
     rows = [{"problem_id": "a", "sample_index": 0, "correct": True, "tokens": 1, "finish_reason": "stop", "extracted_answer": "1", "response": ""}]
-    assert math.isnan(summarise(problems, rows, n=1, keywords=[])["accuracy_se"])
+    assert summarise(problems, rows, n=1, keywords=[])["accuracy_se"] is None  # JSON null, not NaN
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:

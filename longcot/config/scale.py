@@ -1,41 +1,49 @@
-"""Run scale: ``scale=smoke`` caps every stage's work (problems, new tokens, samples) so a whole
-sweep can be smoke-tested on CPU in minutes; ``scale=full`` removes the caps."""
+"""Run scale: ``scale=smoke`` caps every stage's work (problems, new tokens, samples, training steps)
+so a whole sweep can be smoke-tested on CPU in minutes; ``scale=full`` removes the caps.
+
+The caps are applied once, when a stage plans its run, into the values the run uses; every value a
+cap changes is recorded as a :class:`Cap` and reported by :func:`caps_note` (a warning at startup,
+``scale_caps`` in the run's outputs, the table title), so nothing the user set is changed silently.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, TypeVar
-
-from longcot.generation.base import SamplingParams
-
-T = TypeVar("T")
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 
-def cap(value: int | None, limit: int | None) -> int | None:
-    """``min(value, limit)`` where ``None`` means unbounded."""
-    if limit is None:
+@dataclass(frozen=True)
+class Cap:
+    """``key`` was ``before`` (None: unbounded) and the scale made it ``after``."""
+
+    key: str
+    before: int | None
+    after: int
+
+    def __str__(self) -> str:
+        return f"{self.key} {'all' if self.before is None else self.before} -> {self.after}"
+
+
+def capped(key: str, value: int | None, limit: int | None, caps: list[Cap]) -> int | None:
+    """``min(value, limit)`` (None: unbounded), appending a :class:`Cap` to ``caps`` when it changes ``value``."""
+    if limit is None or (value is not None and value <= limit):
         return value
-    return limit if value is None else min(value, limit)
+    caps.append(Cap(key, value, int(limit)))
+    return int(limit)
 
 
-def cap_problems(items: list[T], scale: Any) -> list[T]:
-    """The first ``scale.max_problems`` items (all of them at full scale)."""
-    return items[: scale.max_problems] if scale.max_problems is not None else items
+def caps_note(scale: Any, caps: Sequence[Cap], *, real: bool = False, detail: str = "") -> str | None:
+    """One warning naming every capped key, or None when the scale changed nothing.
 
-
-def cap_sampling(params: SamplingParams, scale: Any, *, samples: bool = True) -> SamplingParams:
-    """``params`` with ``max_new_tokens`` (and, if ``samples``, ``n``) capped by the scale."""
-    changes: dict[str, int] = {"max_new_tokens": cap(params.max_new_tokens, scale.max_new_tokens)}  # type: ignore[dict-item]
-    if samples:
-        changes["n"] = cap(params.n, scale.max_samples)  # type: ignore[assignment]
-    return replace(params, **changes)
-
-
-def smoke_warning(scale: Any, real: bool, detail: str = "", *, samples: bool = True) -> str | None:
-    """The warning a real (non-toy) run at smoke scale must print, or None (``samples``: whether the
-    stage caps samples per problem too)."""
-    if scale.name != "smoke" or not real:
+    ``real``: the run uses a real model or engine (not the tiny model / synthetic teacher), for which
+    a smoke-scale run is almost certainly a mistake."""
+    if not caps:
         return None
-    caps = f"{scale.max_problems} problems, " + (f"{scale.max_samples} samples, " if samples else "")
-    caps += f"{scale.max_new_tokens} new tokens"
-    return f"scale=smoke caps this run to {caps}{f' ({detail})' if detail else ''}; pass scale=full for a real run"
+    what = f"a real model{f' ({detail})' if detail else ''} " if real else ""
+    return (f"scale={scale.name} caps {what}this run: {', '.join(map(str, caps))}; "
+            "pass scale=full for a real run (or raise the scale.* limits)")
+
+
+def caps_record(caps: Sequence[Cap]) -> dict[str, dict[str, int | None]]:
+    """The caps as JSON (``{"key": {"set": before, "used": after}}``) for a run's outputs."""
+    return {c.key: {"set": c.before, "used": c.after} for c in caps}

@@ -11,10 +11,24 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from longcot.config.fields import at_least, in_range, option, pattern
+
 from longcot.distill.config import DistillConfig
 from longcot.rewards.config import RewardConfig
 from longcot.rl.config import AlgorithmConfig, RLConfig
 from longcot.sft.config import SFTConfig
+
+
+def _backends() -> tuple[str, ...]:
+    from longcot.generation import BACKENDS
+
+    return tuple(BACKENDS)
+
+
+def _stages() -> tuple[str, ...]:
+    from longcot.stages import STAGES
+
+    return tuple(STAGES)
 
 
 @dataclass
@@ -25,10 +39,10 @@ class ModelConfig:
     # Hub id (e.g. "Qwen/Qwen2.5-Math-7B"), local directory, or "tiny" (built locally, no download).
     path: str = MISSING
     tokenizer: Optional[str] = None  # defaults to ``path``
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    dtype: str = option("auto", ("auto", "float32", "bfloat16", "float16"))
     # Paper §3 (App. E.2): Qwen2.5-Math-7B's 4k context is stretched by multiplying RoPE theta by 10.
-    rope_theta_scale: float = 1.0
-    max_model_len: Optional[int] = None  # context window; None = the model's own
+    rope_theta_scale: float = at_least(1.0, 0, open_=True)
+    max_model_len: Optional[int] = at_least(None, 1)  # context window; None = the model's own
     trust_remote_code: bool = False
     revision: Optional[str] = None  # hub ids: a branch, tag or commit (part of the run identity)
     # Models of more than ~1B parameters refuse to run on a CPU unless this is set.
@@ -47,19 +61,19 @@ class ModelConfig:
 class GenerationConfig:
     """A generation engine: ``hf`` (transformers, CPU or GPU) or ``vllm`` (GPU, offline engine)."""
 
-    backend: str = "hf"  # hf | vllm | synthetic
-    batch_size: int = 16  # hf: sequences per forward batch
-    device: str = "auto"  # hf: auto | cpu | cuda
-    tensor_parallel_size: int = 1  # vllm
-    gpu_memory_utilization: float = 0.9  # vllm
+    backend: str = option("hf", _backends)  # hf | vllm | synthetic (+ registered ones)
+    batch_size: int = at_least(16, 1)  # hf: sequences per forward batch
+    device: str = pattern("auto", r"^(auto|cpu|cuda(:\d+)?)$", "auto, cpu, cuda, cuda:N")
+    tensor_parallel_size: int = at_least(1, 1)  # vllm
+    gpu_memory_utilization: float = in_range(0.9, 0, 1, open_=True)  # vllm
     enforce_eager: bool = False  # vllm
-    style: str = "long"  # synthetic: long (reflection steps) | short
-    error_rate: float = 0.2  # synthetic: probability that a sample's final answer is wrong
+    style: str = option("long", ("long", "short"))  # synthetic: long (reflection steps) | short
+    error_rate: float = in_range(0.2, 0, 1)  # synthetic: probability that a sample's final answer is wrong
     # Overrides of the benchmark's/stage's sampling settings (None: keep theirs).
-    max_new_tokens: Optional[int] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    n: Optional[int] = None
+    max_new_tokens: Optional[int] = at_least(None, 1)
+    temperature: Optional[float] = at_least(None, 0)
+    top_p: Optional[float] = in_range(None, 0, 1, open_=True)
+    n: Optional[int] = at_least(None, 1)
 
 
 @dataclass
@@ -67,19 +81,19 @@ class DataConfig:
     """A training prompt set (rejection sampling, SFT, RL)."""
 
     name: str = MISSING
-    kind: str = "math"  # math | toy | webinstruct
+    kind: str = option("math", ("math", "toy", "webinstruct"))
     # Local file (.jsonl/.json/.parquet) or public dataset id; None = the shared default if present.
     path: Optional[str] = None
     shared_file: Optional[str] = None  # relative to the shared data folder (tests, local runs)
     dataset_id: Optional[str] = None
     dataset_config: Optional[str] = None
     split: str = "train"
-    limit: Optional[int] = None
+    limit: Optional[int] = at_least(None, 1)  # first N prompts; None = all
     problem_field: str = "problem"
     answer_field: Optional[str] = None  # None: last \boxed{} of solution_field
     solution_field: Optional[str] = "solution"
     id_field: Optional[str] = "unique_id"
-    toy_size: int = 1000  # kind=toy: number of synthetic problems
+    toy_size: int = at_least(1000, 1)  # kind=toy: number of synthetic problems
     toy_seed: int = 0
 
 
@@ -88,21 +102,21 @@ class BenchmarkConfig:
     """An evaluation set with the paper's evaluation settings (App. E: t=0.7, top-p=0.95, 16k)."""
 
     name: str = MISSING
-    kind: str = MISSING  # math | aime | theoremqa | mmlu_pro | toy
+    kind: str = option(MISSING, ("math", "aime", "theoremqa", "mmlu_pro", "toy"))
     path: Optional[str] = None  # local .jsonl/.json/.parquet file; wins over the others
     shared_file: Optional[str] = None  # relative to the shared data folder (tests, local runs)
     dataset_id: Optional[str] = None  # public dataset id, used when no local file is found
     dataset_config: Optional[str] = None
     split: str = "test"
-    limit: Optional[int] = None  # first N problems (after the fixed order)
-    num_samples: int = 4
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 16384
+    limit: Optional[int] = at_least(None, 1)  # first N problems (after the fixed order); None = all
+    num_samples: int = at_least(4, 1)
+    temperature: float = at_least(0.7, 0)
+    top_p: float = in_range(0.95, 0, 1, open_=True)
+    max_new_tokens: int = at_least(16384, 1)
     seed: int = 0
     system_prompt: Optional[str] = None
     prompt_template: str = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
-    toy_size: int = 200
+    toy_size: int = at_least(200, 1)
     toy_seed: int = 1
 
 
@@ -110,7 +124,7 @@ class BenchmarkConfig:
 class ClusterConfig:
     """Where grid points run: ``local`` (this machine) or ``slurm`` (via submitit)."""
 
-    name: str = "local"
+    name: str = option("local", ("local", "slurm"))
     partition: Optional[str] = None
     account: Optional[str] = None
     qos: Optional[str] = None
@@ -127,10 +141,10 @@ class ClusterConfig:
 class LoggerConfig:
     """Experiment tracking: ``none`` or ``wandb`` (offline by default)."""
 
-    name: str = "none"
+    name: str = option("none", ("none", "wandb"))
     project: str = "longcot"
     entity: Optional[str] = None
-    mode: str = "offline"  # online | offline | disabled
+    mode: str = option("offline", ("online", "offline", "disabled"))
     tags: list[str] = field(default_factory=list)
 
 
@@ -139,16 +153,16 @@ class ScaleConfig:
     """Caps on every stage's work: ``smoke`` (the CPU default) or ``full`` (no caps)."""
 
     name: str = MISSING
-    max_problems: Optional[int] = None  # problems / prompts per benchmark or prompt set
-    max_new_tokens: Optional[int] = None
-    max_samples: Optional[int] = None  # samples per problem (eval)
+    max_problems: Optional[int] = at_least(None, 1)  # problems / prompts per benchmark or prompt set
+    max_new_tokens: Optional[int] = at_least(None, 1)
+    max_samples: Optional[int] = at_least(None, 1)  # samples per problem (eval)
 
 
 @dataclass
 class StageConfig:
     """Which stage a run executes."""
 
-    name: str = MISSING  # eval | distill | sft | rl | pipeline
+    name: str = option(MISSING, _stages)
 
 
 @dataclass
@@ -156,10 +170,10 @@ class EvalConfig:
     """Settings of the eval stage (beyond each benchmark's own sampling settings)."""
 
     benchmarks: list[str] = field(default_factory=list)  # extra benchmark config names to run too
-    grader_timeout: float = 5.0
-    grader_workers: int = 2
+    grader_timeout: float = at_least(5.0, 0, open_=True)
+    grader_workers: int = at_least(2, 1)
     # Problems per resumable chunk: each graded chunk is saved as soon as it is done.
-    chunk_problems: int = 64
+    chunk_problems: int = at_least(64, 1)
     reflection_keywords: list[str] = field(
         default_factory=lambda: ["wait", "recheck", "alternatively", "retry", "however"]
     )

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from longcot.config.fields import at_least, in_range, option
+
 MATH_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 MODES = ("sample", "constructed", "silver")
 FORMATS = ("parquet", "jsonl")
@@ -70,9 +72,9 @@ class ConstructedConfig:
     reflection_action: str = "reflection"
     transitions: dict[str, dict[str, float]] = field(default_factory=_default_transitions)
     instructions: dict[str, str] = field(default_factory=_default_instructions)
-    max_actions: int = 12
-    min_reflections: int = 1
-    action_max_new_tokens: int = 1024
+    max_actions: int = at_least(12, 1)
+    min_reflections: int = at_least(1, 0)
+    action_max_new_tokens: int = at_least(1024, 1)
     system_prompt: str = "You solve a math problem one action at a time. Write only the text of the requested action."
     action_template: str = "Problem: {problem}\n\nSolution so far:\n{so_far}\n\n{instruction}\n\nAction: {action}"
     separator: str = "\n\n"
@@ -89,18 +91,18 @@ class SilverConfig:
     """
 
     extractor: Optional[str] = "qwen2.5-7b-instruct"  # conf/model name; None: the run's model
-    extract_max_new_tokens: int = 512
+    extract_max_new_tokens: int = at_least(512, 1)
     extract_template: str = (
         "Extract the final answer from the solution below. Answer with the short-form answer only, "
         "in exactly this format: The final answer is $\\boxed{{ANSWER}}$.\n\n"
         "Question: {question}\n\nSolution: {solution}"
     )
     near_dedup: bool = False
-    minhash_threshold: float = 0.8
+    minhash_threshold: float = in_range(0.8, 0, 1)
     minhash_num_perm: int = 128
     shingle_size: int = 5
-    toy_noise: float = 0.2  # data=toy: fraction of scraped solutions whose final number is wrong
-    toy_missing: float = 0.05  # data=toy: fraction of scraped solutions without an answer
+    toy_noise: float = in_range(0.2, 0, 1)  # data=toy: fraction of scraped solutions whose final number is wrong
+    toy_missing: float = in_range(0.05, 0, 1)  # data=toy: fraction of scraped solutions without an answer
 
 
 @dataclass
@@ -112,35 +114,35 @@ class DistillConfig:
     ``num_shards`` independent jobs (``shard``: one of them; None: all, ``workers`` at a time).
     """
 
-    mode: str = "sample"  # sample | constructed | silver
+    mode: str = option("sample", MODES)
     # Sampling settings: null = the teacher's entry in ``teachers``, else SAMPLING_DEFAULTS
     # (n=32, derive_n=[], t=1.0, top-p 0.95, 8,192 new tokens); generation.* overrides win over all.
-    n: Optional[int] = None
+    n: Optional[int] = at_least(None, 1)
     derive_n: Optional[list[int]] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    max_new_tokens: Optional[int] = None
+    temperature: Optional[float] = at_least(None, 0)
+    top_p: Optional[float] = in_range(None, 0, 1, open_=True)
+    max_new_tokens: Optional[int] = at_least(None, 1)
     teachers: dict[str, TeacherSettings] = field(default_factory=dict)  # keyed by model.name
     seed: int = 0
     system_prompt: Optional[str] = None
     prompt_template: str = MATH_TEMPLATE
     # sharding
-    num_shards: int = 1
-    shard: Optional[int] = None
-    workers: int = 1  # shard=null: local processes running shards in parallel
-    chunk_prompts: int = 64  # prompts generated and graded (and written) at a time within a shard
-    grader_timeout: float = 5.0
-    grader_workers: int = 2
+    num_shards: int = at_least(1, 1)
+    shard: Optional[int] = at_least(None, 0)
+    workers: int = at_least(1, 1)  # shard=null: local processes running shards in parallel
+    chunk_prompts: int = at_least(64, 1)  # prompts generated and graded (and written) at a time within a shard
+    grader_timeout: float = at_least(5.0, 0, open_=True)
+    grader_workers: int = at_least(2, 1)
     # selection of the SFT datasets (does not change the sampling)
     dedupe: bool = True  # drop identical responses of a prompt (keeps the first)
-    max_per_prompt: Optional[int] = None  # keep at most this many responses per prompt
+    max_per_prompt: Optional[int] = at_least(None, 1)  # keep at most this many responses per prompt
     keep_truncated: bool = False  # keep correct responses that hit max_new_tokens
     student: str = "tiny"  # conf/model name, hub id or path of the tokenizer counting SFT tokens
     token_budgets: list[str] = field(default_factory=list)  # e.g. ["250M", "1B", "3.5B"]
     budget_n: Optional[int] = None  # the N whose dataset the budgets select from (None: largest)
-    budget_unit: str = "sft"  # sft (prompt + response tokens) | response
+    budget_unit: str = option("sft", BUDGET_UNITS)  # sft (prompt + response tokens) | response
     budget_seed: int = 0
-    format: str = "parquet"  # parquet | jsonl
+    format: str = option("parquet", FORMATS)
     # force=true with one job per shard: the jobs of one force run share this token (None: the
     # SLURM array job id, else the Hydra multirun sweep dir, else one per process); the merge
     # only accepts shard markers carrying it. See longcot.stages.distill.

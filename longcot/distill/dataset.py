@@ -82,7 +82,7 @@ class _Writer:
             self._pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in self.names} for r in rows], schema=self.schema))
         else:
             for r in rows:
-                self._fh.write(json.dumps({k: r.get(k) for k in self.names}, ensure_ascii=False, sort_keys=True) + "\n")
+                self._fh.write(runs.dumps({k: r.get(k) for k in self.names}, ensure_ascii=False, sort_keys=True) + "\n")
 
     def close(self) -> None:
         if self.fmt == "parquet":

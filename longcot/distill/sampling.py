@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from longcot.config.scale import cap_sampling
 from longcot.data.prompts import problem_text
 from longcot.data.records import Problem
 from longcot.generation.base import Generator, Message, SamplingParams, prompt_seed
@@ -73,8 +72,6 @@ def teacher_plan(cfg: Any) -> TeacherPlan:
         n=n,
         seed=int(d.seed),
     )
-    if "scale" in cfg:
-        params = cap_sampling(params, cfg.scale, samples=False)  # N is the experiment itself: never capped
     return TeacherPlan(teacher=teacher, params=params, ns=tuple(sorted(set(derive) | {n})))
 
 

@@ -133,7 +133,7 @@ def run_shard(
             t3 = time.perf_counter()
             gen_s, grade_s = gen_s + t2 - t1, grade_s + t3 - t2
             for row in rows:
-                line = json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+                line = runs.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
                 fh.write(line)
                 digest.update(line.encode("utf-8"))
                 written += 1

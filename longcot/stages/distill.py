@@ -30,30 +30,48 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
 from longcot.data.records import Problem
 from longcot.distill.config import BUDGET_UNITS, FORMATS, MODES
-from longcot.config.scale import cap_problems, smoke_warning
+from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.distill.sampling import Selection, TeacherPlan, grade_rows, teacher_plan
 from longcot.distill.shards import (Shard, all_shards, merge_lock, read_marker, run_in_processes, run_shard,
                                     samples_fingerprint)
+from longcot.stages.base import (Artifacts, Plan, model_identity, print_table as table, remove_if_unused, run_lock,
+                                 sweep_temp_files, tracking, warn_notes)
 
 log = logging.getLogger(__name__)
-IDENTITY_KEYS = ["model", "generation", "scale"]
+NAME = "distill"
+# Generation settings that change what is sampled (not resources, not the batch size: see stages/eval.py).
+GENERATION_KEYS = ("backend", "device", "tensor_parallel_size", "enforce_eager", "style", "error_rate")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a distill plan resolves: the teacher plan (sampling capped by the scale), the prompt set
+    (its limit capped), the sampling directory shared by every selection, and the caps."""
+
+    teacher: TeacherPlan
+    data: DictConfig
+    sampling_dir: Path
+    caps: tuple[Cap, ...]
 
 
 def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def sampling_identity(cfg: DictConfig, plan: TeacherPlan) -> dict[str, Any]:
-    """The config that defines the sampled candidates (not the selection: dedupe, N, budgets...)."""
+def sampling_identity(cfg: DictConfig, plan: TeacherPlan, data: DictConfig) -> dict[str, Any]:
+    """The config that defines the sampled candidates (not the selection: dedupe, N, budgets...):
+    the teacher's identity, the engine, the prompt data actually read, the sampling settings."""
+    from longcot.data.loading import data_identity
+
     d = cfg.distill
     extra: dict[str, Any] = {
         "mode": d.mode,
@@ -67,16 +85,19 @@ def sampling_identity(cfg: DictConfig, plan: TeacherPlan) -> dict[str, Any]:
         extra["constructed"] = _container(d.constructed)
     if d.mode == "silver":
         extra["silver"] = _container(d.silver)
-    from longcot.data.loading import data_identity
+    return {"model": model_identity(cfg.model), "generation": {k: cfg.generation[k] for k in GENERATION_KEYS},
+            "data": data_identity(data, "data"), "distill": extra}
 
-    return runs.identity(cfg, IDENTITY_KEYS, {"data": data_identity(cfg.data, "data"), "distill": extra})
 
-
-def selection_identity(cfg: DictConfig) -> dict[str, Any]:
+def selection_identity(cfg: DictConfig, tp: TeacherPlan) -> dict[str, Any]:
+    """What defines the datasets built from the samples: the N, the selection, the budgets."""
     from longcot.distill.tokens import resolve_model
 
     d = cfg.distill
     return {
+        "ns": list(tp.ns),
+        "token_budgets": list(d.token_budgets),
+        "budget_n": d.budget_n,
         "dedupe": d.dedupe,
         "max_per_prompt": d.max_per_prompt,
         "keep_truncated": d.keep_truncated,
@@ -87,37 +108,20 @@ def selection_identity(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def run_dir_of(cfg: DictConfig, plan: TeacherPlan) -> Path:
-    ident = sampling_identity(cfg, plan)
-    return Path(cfg.output_root) / "distill" / plan.teacher / f"{cfg.data.name}-{runs.config_hash(ident)}"
-
-
-def validate(cfg: DictConfig) -> TeacherPlan:
-    """Every distill setting checked before anything is sampled or written; returns the teacher plan."""
+def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
+    """Every distill setting checked, the teacher's sampling resolved and capped by the scale; the run
+    directory is the selection's (``<sampling dir>/select-<hash>``), done once its datasets are built."""
     from longcot.distill.budget import parse_budget
-
-    d = cfg.distill
-    if d.mode not in MODES:
-        raise ValueError(f"distill.mode={d.mode!r}; valid: {', '.join(MODES)}")
-    if d.format not in FORMATS:
-        raise ValueError(f"distill.format={d.format!r}; valid: {', '.join(FORMATS)}")
-    if d.workers < 1:
-        raise ValueError(f"distill.workers must be >= 1, got {d.workers}")
-    if d.chunk_prompts < 1:
-        raise ValueError(f"distill.chunk_prompts must be >= 1, got {d.chunk_prompts}")
-    if d.max_per_prompt is not None and d.max_per_prompt < 1:
-        raise ValueError(f"distill.max_per_prompt must be >= 1 or null, got {d.max_per_prompt}")
-    Shard(0 if d.shard is None else d.shard, d.num_shards)  # num_shards / shard range check with a clear message
-    plan = teacher_plan(cfg)  # n / derive_n
-    if d.budget_unit not in BUDGET_UNITS:
-        raise ValueError(f"distill.budget_unit={d.budget_unit!r}; valid: {', '.join(BUDGET_UNITS)}")
-    for b in d.token_budgets:
-        parse_budget(b)  # "distill.token_budgets: cannot parse ...; use e.g. 1000, 250M, 0.25B, 3.5B"
-    if d.budget_n is not None and int(d.budget_n) not in plan.ns:
-        raise ValueError(f"distill.budget_n={d.budget_n} is not one of the datasets' N; valid: "
-                         f"{', '.join(map(str, plan.ns))} (distill.n and distill.derive_n), or null for the largest")
     from longcot.distill.tokens import resolve_model
 
+    d = cfg.distill
+    Shard(0 if d.shard is None else d.shard, d.num_shards)  # shard < num_shards, with a clear message
+    tp = teacher_plan(cfg)  # n / derive_n
+    for b in d.token_budgets:
+        parse_budget(b)  # "distill.token_budgets: cannot parse ...; use e.g. 1000, 250M, 0.25B, 3.5B"
+    if d.budget_n is not None and int(d.budget_n) not in tp.ns:
+        raise ValueError(f"distill.budget_n={d.budget_n} is not one of the datasets' N; valid: "
+                         f"{', '.join(map(str, tp.ns))} (distill.n and distill.derive_n), or null for the largest")
     resolve_model(d.student, key="distill.student")
     if d.mode == "constructed":
         from longcot.distill.constructed import ActionMachine
@@ -127,7 +131,20 @@ def validate(cfg: DictConfig) -> TeacherPlan:
         resolve_model(d.constructed.reflection_model, cfg.model, key="distill.constructed.reflection_model")
     if d.mode == "silver":
         resolve_model(d.silver.extractor, cfg.model, key="distill.silver.extractor")
-    return plan
+    caps: list[Cap] = []
+    tok_key = "generation.max_new_tokens" if cfg.generation.max_new_tokens is not None else "distill.max_new_tokens"
+    # N is the experiment itself: never capped
+    tp = replace(tp, params=replace(tp.params, max_new_tokens=capped(tok_key, tp.params.max_new_tokens,
+                                                                        cfg.scale.max_new_tokens, caps)))
+    data = cfg.data.copy()
+    data.limit = capped("data.limit", data.limit, cfg.scale.max_problems, caps)
+    sampling = sampling_identity(cfg, tp, data)
+    sampling_dir = Path(cfg.output_root) / NAME / tp.teacher / f"{cfg.data.name}-{runs.config_hash(sampling)}"
+    selection = selection_identity(cfg, tp)
+    identity = {"sampling": sampling, "selection": selection}
+    notes = startup_warnings(cfg, tp, caps)
+    return Plan(NAME, cfg, identity, sampling_dir / f"select-{runs.config_hash(selection)}", tuple(upstream),
+                tuple(notes), Resolved(tp, data, sampling_dir, tuple(caps)))
 
 
 def _is_tiny(model: Any) -> bool:
@@ -146,17 +163,17 @@ def toy_teacher(cfg: DictConfig) -> bool:
     return _is_tiny(cfg.model) and all(_is_tiny(resolve_model(n, cfg.model)) for n in names)
 
 
-def startup_warnings(cfg: DictConfig, plan: TeacherPlan) -> list[str]:
-    """What a real run should be told before it starts (smoke caps, toy student tokenizer)."""
+def startup_warnings(cfg: DictConfig, plan: TeacherPlan, caps: Sequence[Cap]) -> list[str]:
+    """What a run should be told before it starts (what the scale capped, a toy student tokenizer)."""
     from longcot.distill.tokens import resolve_model
 
     out = []
     toy = toy_teacher(cfg)
-    sc = cfg.scale
-    smoke = smoke_warning(sc, not toy or cfg.generation.backend == "vllm", f"teacher {plan.teacher}, {cfg.generation.backend}", samples=False)
-    if smoke:
-        out.append(smoke)
-    if sc.name == "full" and not toy and _is_tiny(resolve_model(cfg.distill.student, key="distill.student")):
+    note = caps_note(cfg.scale, caps, real=not toy or cfg.generation.backend == "vllm",
+                     detail=f"teacher {plan.teacher}, {cfg.generation.backend}")
+    if note:
+        out.append(note)
+    if cfg.scale.name == "full" and not toy and _is_tiny(resolve_model(cfg.distill.student, key="distill.student")):
         out.append(f"distill.student={cfg.distill.student}: SFT token counts and token budgets of teacher "
                    f"{plan.teacher} are measured with the tiny model's toy tokenizer, not the SFT student's; "
                    "set distill.student (the paper's student: llama3.1-8b)")
@@ -182,18 +199,20 @@ def force_token(cfg: DictConfig) -> str:
     return f"process-{os.getpid()}-{uuid.uuid4().hex}"
 
 
-def load_problems(cfg: DictConfig, run_dir: Path) -> tuple[list[Problem], dict[str, Any]]:
-    """The whole prompt set, in a fixed order (silver: web records, near-duplicates removed once and cached)."""
+def load_problems(p: Plan) -> tuple[list[Problem], dict[str, Any]]:
+    """The whole prompt set (``data.limit`` as capped by the scale), in a fixed order (silver: web
+    records, near-duplicates removed once and cached in the sampling directory)."""
+    cfg, data, run_dir = p.cfg, p.detail.data, p.detail.sampling_dir
     d = cfg.distill
     if d.mode != "silver":
         from longcot.data import load_prompts
 
-        problems = load_prompts(cfg.data)
+        problems = load_prompts(data)
         info: dict[str, Any] = {}
     else:
         from longcot.distill.silver import dedupe_questions, load_web_problems
 
-        problems = load_web_problems(cfg.data, d.silver)
+        problems = load_web_problems(data, d.silver)
         info = {"near_duplicates_removed": 0}
         if d.silver.near_dedup:
             cache = run_dir / "near_duplicates.json"
@@ -206,26 +225,30 @@ def load_problems(cfg: DictConfig, run_dir: Path) -> tuple[list[Problem], dict[s
                 runs.write_json(cache, {"removed_ids": sorted(removed)})
             problems = [p for p in problems if p.id not in removed]
             info["near_duplicates_removed"] = len(removed)
-    problems = cap_problems(problems, cfg.scale)
     if not problems:
         raise ValueError(f"data {cfg.data.name}: no prompts loaded")
     return problems, info
 
 
-def execute_shard(cfg: DictConfig, shard: Shard, problems: list[Problem] | None = None, source: Any = None,
-                  progress: bool = True, token: str | None = None) -> dict[str, Any]:
-    """Run one shard (loading prompts and building the teacher if not given); ``token``: of a force run."""
+def execute_shard(p: Plan, shard: Shard, problems: list[Problem] | None = None, source: Any = None,
+                  progress: bool = True, token: str | None = None) -> dict[str, Any] | None:
+    """Run one shard (loading prompts and building the teacher if not given); ``token``: of a force
+    run. Identical shard jobs are serialised by a lock per shard; one that finds its shard finished
+    (by the job it waited for) returns None."""
     from longcot.distill.sources import make_source
 
+    cfg, run_dir = p.cfg, p.detail.sampling_dir
     d = cfg.distill
-    plan = teacher_plan(cfg)
-    run_dir = run_dir_of(cfg, plan)
-    if problems is None:
-        problems, _ = load_problems(cfg, run_dir)
-    source = source or make_source(cfg, plan, progress)
-    grade = lambda ps, rows: grade_rows(ps, rows, timeout=d.grader_timeout, workers=d.grader_workers)  # noqa: E731
-    marker = run_shard(run_dir, shard, shard.select(problems), source, grade, chunk_prompts=d.chunk_prompts,
-                       progress=progress, marker_extra={"force_token": token})
+    with run_lock(run_dir / "shards", f"distill {shard.name}", name=f".{shard.name}.lock"):
+        if shard.is_done(run_dir) and token is None:
+            log.info("%s was finished by another job; skipping it", shard.name)
+            return None
+        if problems is None:
+            problems, _ = load_problems(p)
+        source = source or make_source(cfg, p.detail.teacher, progress)
+        grade = lambda ps, rows: grade_rows(ps, rows, timeout=d.grader_timeout, workers=d.grader_workers)  # noqa: E731
+        marker = run_shard(run_dir, shard, shard.select(problems), source, grade, chunk_prompts=d.chunk_prompts,
+                           progress=progress, marker_extra={"force_token": token})
     log.info("%s: %d candidates in %.1fs (%.1f/s)", shard.name, marker["candidates"], marker["wall_seconds"],
              marker["candidates_per_second"] or 0.0)
     return marker
@@ -236,7 +259,7 @@ def _shard_job(container: dict[str, Any], index: int) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = OmegaConf.create(container)
     token = cfg.distill.force_token if cfg.force else None
-    execute_shard(cfg, Shard(index, cfg.distill.num_shards), progress=False, token=token)
+    execute_shard(plan(cfg), Shard(index, cfg.distill.num_shards), progress=False, token=token)
 
 
 def invalidate_for_force(run_dir: Path, shards: list[Shard]) -> None:
@@ -267,21 +290,22 @@ def ready_markers(run_dir: Path, num_shards: int, token: str | None) -> tuple[li
     return markers, waiting, stale
 
 
-def merge(cfg: DictConfig, plan: TeacherPlan, run_dir: Path, load_info: dict[str, Any],
-          markers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Datasets per N, token budgets and the manifest of the current selection settings.
+def merge(p: Plan, load_info: dict[str, Any], markers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Datasets per N, token budgets and the manifest of the plan's selection settings.
 
     Call under :func:`merge_lock`, with every shard's marker. A selection directory built from other
-    samples (the shards' rows hashes differ) is rebuilt; ``force=true`` always rebuilds it.
+    samples (the shards' rows hashes differ) is rebuilt; ``force=true`` always rebuilds it. Temporary
+    files of a merge that was killed are removed first.
     """
     from longcot.distill.dataset import build_budgets, build_datasets, data_file
     from longcot.distill.tokens import student_tokenizer
 
+    cfg, plan, run_dir, select_dir = p.cfg, p.detail.teacher, p.detail.sampling_dir, p.run_dir
     d = cfg.distill
-    sel_ident = selection_identity(cfg)
-    select_dir = run_dir / f"select-{runs.config_hash(sel_ident)}"
+    sel_ident = p.identity["selection"]
     fingerprint = samples_fingerprint(markers)
     samples_file = select_dir / "samples.json"
+    sweep_temp_files(select_dir)
     if select_dir.exists():
         if cfg.force:
             shutil.rmtree(select_dir)
@@ -309,6 +333,7 @@ def merge(cfg: DictConfig, plan: TeacherPlan, run_dir: Path, load_info: dict[str
         "data": cfg.data.name,
         "mode": d.mode,
         "scale": cfg.scale.name,
+        "scale_caps": caps_record(p.detail.caps),
         "student": d.student,
         "system_prompt": d.system_prompt,
         "prompt_template": d.prompt_template,
@@ -342,37 +367,52 @@ def merge(cfg: DictConfig, plan: TeacherPlan, run_dir: Path, load_info: dict[str
     return manifest
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Sample the pending shards (one, or all), then merge once every shard is finished."""
+def built_from_current_samples(p: Plan) -> bool:
+    """Whether the finished selection was built from the shards as they are now (a shard redone or
+    removed since makes it stale: it is rebuilt, never served)."""
+    markers, waiting, _ = ready_markers(p.detail.sampling_dir, p.cfg.distill.num_shards, None)
+    samples = p.run_dir / "samples.json"
+    return not waiting and samples.is_file() and runs.read_json(samples) == samples_fingerprint(markers)
+
+
+def run(p: Plan) -> Artifacts:
+    """Sample the pending shards (one, or all), then merge once every shard is finished. A finished
+    selection is read back (``force=true`` re-samples); a pending one returns ``done=False``."""
     from longcot.distill.sources import make_source
 
-    plan = validate(cfg)
+    cfg, tp, run_dir = p.cfg, p.detail.teacher, p.detail.sampling_dir
     d = cfg.distill
-    run_dir = run_dir_of(cfg, plan)
-    for warning in startup_warnings(cfg, plan):
-        log.warning(warning)
+    if p.done and not cfg.force and built_from_current_samples(p):
+        log.info("finished distill datasets found at %s; skipping (force=true to re-sample)", p.run_dir)
+        return artifacts(p.run_dir)
+    warn_notes(p)
+    existed = run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    runs.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(sampling_identity(cfg, plan))))
-    log.info("distill %s on %s (scale=%s): N=%s (sampling %d per prompt, %d new tokens, saving %.0f%% vs sampling "
-             "each N), %s", plan.teacher, cfg.data.name, cfg.scale.name, list(plan.ns), plan.params.n,
-             plan.params.max_new_tokens, 100 * plan.saving, run_dir)
-    problems, load_info = load_problems(cfg, run_dir)
-    targets = [Shard(d.shard, d.num_shards)] if d.shard is not None else all_shards(d.num_shards)
-    token = force_token(cfg) if cfg.force else None
-    if token is not None:
-        log.info("force=true: re-sampling %d shard(s) (force token %s)", len(targets), token)
-        invalidate_for_force(run_dir, targets)
-    todo = [s for s in targets if cfg.force or not s.is_done(run_dir)]
-    if len(todo) < len(targets):
-        log.info("%d of %d shard(s) already finished; skipping them", len(targets) - len(todo), len(targets))
-    if todo and d.workers > 1 and len(todo) > 1:
-        container = _container(cfg)
-        container["distill"]["force_token"] = token
-        run_in_processes(_shard_job, container, [s.index for s in todo], int(d.workers))
-    elif todo:
-        source = make_source(cfg, plan)
-        for shard in todo:
-            execute_shard(cfg, shard, problems, source, token=token)
+    runs.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(p.identity["sampling"])))
+    log.info("distill %s on %s (scale=%s): N=%s (sampling %d per prompt, %d new tokens%s), %s", tp.teacher,
+             cfg.data.name, cfg.scale.name, list(tp.ns), tp.params.n, tp.params.max_new_tokens,
+             f", saving {100 * tp.saving:.0f}% vs sampling each N" if tp.saving > 0 else "", run_dir)
+    try:
+        problems, load_info = load_problems(p)
+        targets = [Shard(d.shard, d.num_shards)] if d.shard is not None else all_shards(d.num_shards)
+        token = force_token(cfg) if cfg.force else None
+        if token is not None:
+            log.info("force=true: re-sampling %d shard(s) (force token %s)", len(targets), token)
+            invalidate_for_force(run_dir, targets)
+        todo = [s for s in targets if cfg.force or not s.is_done(run_dir)]
+        if len(todo) < len(targets):
+            log.info("%d of %d shard(s) already finished; skipping them", len(targets) - len(todo), len(targets))
+        if todo and d.workers > 1 and len(todo) > 1:
+            container = _container(cfg)
+            container["distill"]["force_token"] = token
+            run_in_processes(_shard_job, container, [s.index for s in todo], int(d.workers))
+        elif todo:
+            source = make_source(cfg, tp)
+            for shard in todo:
+                execute_shard(p, shard, problems, source, token=token)
+    except BaseException:
+        remove_if_unused(run_dir, existed, keep=("near_duplicates.json",))
+        raise
     with merge_lock(run_dir):
         markers, waiting, stale = ready_markers(run_dir, d.num_shards, token)
         if waiting or stale:
@@ -382,43 +422,42 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 log.info("shards %s were sampled before this force run (token %s); the merge runs when they are "
                          "re-sampled by it (or run again without force=true to merge the shards as they are)",
                          stale, token)
-            return {"dir": str(run_dir), "pending_shards": sorted(waiting + stale)}
-        manifest = merge(cfg, plan, run_dir, load_info, markers)
-    log.info("distill datasets in %s", manifest["dir"])
-    _track(cfg, plan, manifest)
-    if d.print_table:
-        print_table(manifest)
-    return manifest
-
-
-def _track(cfg: DictConfig, plan: TeacherPlan, manifest: dict[str, Any]) -> None:
-    """Per-N counts to the experiment tracker (a no-op for ``logger=none``)."""
-    from longcot.tracking import Tracker
-
-    tracker = Tracker(cfg.logger, f"distill-{plan.teacher}-{cfg.data.name}", Path(manifest["dir"]),
-                      sampling_identity(cfg, plan))
-    try:
+            return Artifacts(NAME, p.run_dir, {"dir": str(run_dir), "pending_shards": sorted(waiting + stale)}, done=False)
+        manifest = merge(p, load_info, markers)
+    log.info("distill datasets in %s", p.run_dir)
+    with tracking(cfg, f"distill-{tp.teacher}-{cfg.data.name}", p.run_dir, p.identity["sampling"]) as tracker:
         tracker.summary({f"n{n}/{k}": v for n, m in manifest["datasets"].items() for k, v in m.items()
                          if isinstance(v, (int, float))} | {"saving": manifest["sampling"]["saving"]})
-    finally:
-        tracker.finish()
+    return artifacts(p.run_dir)
 
 
-def print_table(manifest: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def artifacts(run_dir: Path) -> Artifacts:
+    """A finished selection: its manifest (``summary``, with ``dir``) and one data file per N and budget
+    (``files``: ``n<N>`` and ``n<N>/budget-<tokens>``)."""
+    run_dir = Path(run_dir)
+    if not runs.is_done(run_dir):
+        raise FileNotFoundError(f"{run_dir}: not a finished distill selection (no DONE)")
+    manifest = runs.read_json(run_dir / "manifest.json")
+    manifest["dir"] = str(run_dir)
+    files = {f"n{n}": run_dir / m["path"] for n, m in manifest["datasets"].items()}
+    files.update({k: run_dir / b["path"] for k, b in manifest["budgets"].items()})
+    return Artifacts(NAME, run_dir, manifest, files)
 
-    s = manifest["sampling"]
-    table = Table(title=f"longcot distill: {manifest['teacher']} on {manifest['data']} "
-                        f"({manifest['mode']}, scale={manifest.get('scale', '?')})")
-    for col in ("N", "prompts", "with correct", "kept", "duplicates", "SFT tokens", "mean resp. tokens"):
-        table.add_column(col, justify="right")
-    for n, m in manifest["datasets"].items():
-        table.add_row(n, str(m["prompts"]), str(m["prompts_with_correct"]), str(m["responses_kept"]),
-                      str(m["duplicates_removed"]), f"{m['sft_tokens']:,}", f"{m['mean_response_tokens']:.0f}")
-    console = Console()
-    console.print(table)
-    console.print(f"sampled {s['candidates_sampled']:,} candidates instead of {s['candidates_naive']:,} "
-                  f"(one sampling at N={s['n_sampled']} serves N={s['derived_n']}): {100 * s['saving']:.1f}% saved")
-    for k, b in manifest["budgets"].items():
-        console.print(f"budget {k}: {b['responses']} responses, reached={b['reached']}")
+
+def report(plans: Sequence[Plan], results: Sequence[Artifacts]) -> None:
+    """Per-N counts, the sampling saving and the budgets of each selection."""
+    for a in results:
+        m = a.summary
+        s = m["sampling"]
+        caps = m.get("scale_caps") or {}
+        title = (f"longcot distill: {m['teacher']} on {m['data']} ({m['mode']}, scale={m.get('scale', '?')}"
+                 + (f"; capped {', '.join(caps)}" if caps else "") + ")")
+        rows = [(n, d["prompts"], d["prompts_with_correct"], d["responses_kept"], d["duplicates_removed"],
+                 f"{d['sft_tokens']:,}", f"{d['mean_response_tokens']:.0f}") for n, d in m["datasets"].items()]
+        footer = [f"budget {k}: {b['responses']} responses, reached={b['reached']}" for k, b in m["budgets"].items()]
+        if s["derived_n"]:
+            footer.insert(0, f"sampled {s['candidates_sampled']:,} candidates instead of {s['candidates_naive']:,} "
+                             f"(one sampling at N={s['n_sampled']} serves N={s['derived_n']}): {100 * s['saving']:.1f}% saved")
+        else:
+            footer.insert(0, f"sampled {s['candidates_sampled']:,} candidates (N={s['n_sampled']}; no derived N)")
+        table(title, ("N", "prompts", "with correct", "kept", "duplicates", "SFT tokens", "mean resp. tokens"), rows, footer)

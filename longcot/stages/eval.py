@@ -1,60 +1,107 @@
-"""The eval stage: sample responses on benchmarks, grade them, summarise (paper App. E settings).
+"""The eval stage: sample responses on a benchmark, grade them, summarise (paper App. E settings).
 
-Per benchmark it writes graded chunks as it goes (``chunks/``, the resume points), then ``samples.jsonl`` (one row per sample), ``summary.json`` and the
-resolved ``config.yaml`` and a ``summary.png`` (lengths, reflection keywords) into ``<output_root>/eval/<model>/<benchmark>-<hash>/``, then ``DONE``.
-An identical re-launch skips a benchmark whose directory is done (``force=true`` redoes it).
+    longcot benchmark=aime24 scale=full                     # one benchmark
+    longcot eval.benchmarks=[aime24,theoremqa]              # several: one run (directory) each
+
+One plan per benchmark (:func:`expand` gives one config each). A run writes graded chunks as it goes
+(``chunks/``, the resume points), then ``samples.jsonl`` (one row per sample), ``summary.json``,
+``summary.png`` (lengths, reflection keywords) and ``config.yaml`` (the identity) into
+``<output_root>/eval/<model>/<benchmark>-<hash>/``, then ``DONE``. An identical re-launch reads the
+finished run back; ``force=true`` redoes it from scratch (no chunk is reused).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
 from longcot.analysis.plots import plot_eval
 from longcot.analysis.reflection import keyword_frequency
-from longcot.config.scale import cap_problems, cap_sampling, smoke_warning
+from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.data import Problem, load_benchmark
 from longcot.data.prompts import chat_prompt
 from longcot.generation.base import Completion, SamplingParams, prompt_seed
 from longcot.grading import extract_answer
 from longcot.grading.by_kind import grade_batch
+from longcot.stages.base import (Artifacts, Plan, model_at_run, model_identity, print_table, running,
+                                 tracking, warn_notes)
 
 log = logging.getLogger(__name__)
-IDENTITY_KEYS = ["model", "generation", "scale"]
+NAME = "eval"
+# Generation settings that change what is generated. Not resources (memory fractions) and not
+# generation.batch_size: outputs were byte-identical at batch sizes 3, 16 and 64 (tiny model, 40 toy
+# problems x 4 samples x 64 tokens, CPU; README "Run identity").
+GENERATION_KEYS = ("backend", "tensor_parallel_size", "enforce_eager", "style", "error_rate")
 
 
-def benchmark_configs(cfg: DictConfig) -> list[DictConfig]:
-    """The primary ``benchmark`` plus each name in ``eval.benchmarks``, validated by the schema."""
-    from longcot.config.schema import BenchmarkConfig
+def expand(cfg: DictConfig) -> list[DictConfig]:
+    """One config per benchmark: the primary ``benchmark`` plus each name in ``eval.benchmarks``."""
     from longcot.config.loading import load_group_option
+    from longcot.config.schema import BenchmarkConfig
 
-    out = [cfg.benchmark]
+    out = [cfg]
     for name in cfg.eval.benchmarks:
         if name == cfg.benchmark.name:
             continue
-        out.append(load_group_option("benchmark", name, BenchmarkConfig))
+        one = cfg.copy()
+        one.benchmark = load_group_option("benchmark", name, BenchmarkConfig)
+        out.append(one)
     return out
 
 
-def sampling_params(bench: DictConfig, gen: DictConfig, scale: DictConfig) -> SamplingParams:
-    """The benchmark's sampling settings, with any ``generation.*`` override applied, capped by the scale."""
+def sampling_params(cfg: DictConfig, caps: list[Cap]) -> SamplingParams:
+    """The benchmark's sampling settings, ``generation.*`` overrides applied, capped by the scale."""
     from longcot.generation import apply_overrides
 
-    base = SamplingParams(
-        temperature=bench.temperature,
-        top_p=bench.top_p,
-        max_new_tokens=bench.max_new_tokens,
-        n=bench.num_samples,
-        seed=bench.seed,
-    )
-    return cap_sampling(apply_overrides(base, gen), scale)
+    bench, gen, scale = cfg.benchmark, cfg.generation, cfg.scale
+    base = apply_overrides(SamplingParams(temperature=bench.temperature, top_p=bench.top_p,
+                                          max_new_tokens=bench.max_new_tokens, n=bench.num_samples, seed=bench.seed), gen)
+    n_key = "generation.n" if gen.n is not None else "benchmark.num_samples"
+    tok_key = "generation.max_new_tokens" if gen.max_new_tokens is not None else "benchmark.max_new_tokens"
+    return replace(base, n=capped(n_key, base.n, scale.max_samples, caps),
+                   max_new_tokens=capped(tok_key, base.max_new_tokens, scale.max_new_tokens, caps))
+
+
+def is_real(cfg: DictConfig) -> bool:
+    """A real model or engine (a smoke-scale run of one is almost certainly a mistake)."""
+    return cfg.generation.backend == "vllm" or (cfg.model.path != "tiny" and cfg.generation.backend != "synthetic")
+
+
+def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
+    """Identity and directory of evaluating ``cfg.model`` (or the upstream training run's final
+    checkpoint) on ``cfg.benchmark``: the model's identity, the engine (and the device it resolves
+    to), the sampling settings and problem limit as capped by the scale, the benchmark data actually
+    read, and the grading/analysis settings."""
+    from longcot.data.loading import data_identity
+    from longcot.models.loading import resolve_device
+
+    caps: list[Cap] = []
+    params = sampling_params(cfg, caps)
+    bench = cfg.benchmark.copy()
+    bench.limit = capped("benchmark.limit", bench.limit, cfg.scale.max_problems, caps)
+    gen = {k: cfg.generation[k] for k in GENERATION_KEYS}
+    if cfg.generation.backend == "hf":  # sampling streams differ between CPU and CUDA
+        gen["device"] = resolve_device(cfg.generation.device).split(":")[0]
+    identity = {
+        "model": model_identity(cfg.model, upstream),
+        "generation": gen,
+        "sampling": asdict(params),
+        "benchmark": data_identity(bench, "benchmark"),
+        "eval": {"grader_timeout": cfg.eval.grader_timeout, "reflection_keywords": list(cfg.eval.reflection_keywords),
+                 "chunk_problems": cfg.eval.chunk_problems},  # the resume points: chunk files are per chunk size
+    }
+    note = caps_note(cfg.scale, caps, real=is_real(cfg))
+    run_dir = Path(cfg.output_root) / NAME / cfg.model.name / f"{bench.name}-{runs.config_hash(identity)}"
+    return Plan(NAME, cfg, identity, run_dir, tuple(upstream), (note,) if note else (),
+                detail={"params": params, "benchmark": bench, "caps": caps})
 
 
 def summarise(problems: list[Problem], rows: list[dict[str, Any]], n: int, keywords: list[str]) -> dict[str, Any]:
@@ -65,12 +112,12 @@ def summarise(problems: list[Problem], rows: list[dict[str, Any]], n: int, keywo
     acc = sum(correct) / total if total else 0.0
     # Accuracy of sample set k (the k-th sample of every problem): pass@1 averaged over k.
     per_set = [sum(r["correct"] for r in rows if r["sample_index"] == k) / len(problems) for k in range(n)]
-    se_sets = _std(per_set) / math.sqrt(n) if n > 1 else float("nan")
+    se_sets = _std(per_set) / math.sqrt(n) if n > 1 else None
     per_problem: dict[str, list[bool]] = {}
     for r in rows:
         per_problem.setdefault(r["problem_id"], []).append(r["correct"])
     means = [sum(v) / len(v) for v in per_problem.values()]
-    se_problems = _std(means) / math.sqrt(len(means)) if len(means) > 1 else float("nan")
+    se_problems = _std(means) / math.sqrt(len(means)) if len(means) > 1 else None
     return {
         "num_problems": len(problems),
         "samples_per_problem": n,
@@ -87,8 +134,6 @@ def summarise(problems: list[Problem], rows: list[dict[str, Any]], n: int, keywo
 
 
 def _std(xs: list[float]) -> float:
-    if len(xs) < 2:
-        return float("nan")
     m = sum(xs) / len(xs)
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
@@ -113,8 +158,10 @@ def sample_rows(problems: list[Problem], prompts: list[Any], completions: list[l
     ]
 
 
-def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_dir: Path) -> dict[str, Any]:
-    """Generate, grade and write one benchmark's outputs into ``run_dir``; returns the summary.
+
+
+def evaluate(plan: Plan, generator: Any, tracker: Any) -> dict[str, Any]:
+    """Generate, grade and write the benchmark's outputs into the run directory; returns the summary.
 
     Problems go in chunks of ``eval.chunk_problems``; each graded chunk is written atomically to
     ``chunks/`` as soon as it is done, so a killed run resumes from its last finished chunk (every
@@ -122,10 +169,11 @@ def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_d
     """
     from tqdm.auto import tqdm
 
-    problems = cap_problems(load_benchmark(bench), cfg.scale)
+    cfg, run_dir = plan.cfg, plan.run_dir
+    bench, params = plan.detail["benchmark"], plan.detail["params"]
+    problems = load_benchmark(bench)
     if not problems:
         raise ValueError(f"benchmark {bench.name}: no problems loaded")
-    params = sampling_params(bench, cfg.generation, cfg.scale)
     prompts = [chat_prompt(p, bench.system_prompt, bench.prompt_template) for p in problems]
     seeds = [prompt_seed(params.seed, p.id) for p in problems]
     size = cfg.eval.chunk_problems
@@ -159,6 +207,8 @@ def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_d
     summary.update(
         benchmark=bench.name,
         model=cfg.model.name,
+        scale=cfg.scale.name,
+        scale_caps=caps_record(plan.detail["caps"]),
         sampling=asdict(params),
         generation_seconds=gen_s,
         grading_seconds=grade_s,
@@ -168,79 +218,64 @@ def evaluate_benchmark(cfg: DictConfig, bench: DictConfig, generator: Any, run_d
     runs.write_jsonl(run_dir / "samples.jsonl", rows)
     runs.write_json(run_dir / "summary.json", summary)
     plot_eval(rows, summary, run_dir / "summary.png")
+    tracker.summary({f"{bench.name}/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
     runs.mark_done(run_dir)
     return summary
 
 
-def run_identity(cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
-    """Everything that changes a benchmark's results: model, generation engine (with the device it
-    resolves to), scale, benchmark settings and the data actually read, grading/analysis settings."""
-    from longcot.data.loading import data_identity
-    from longcot.models.loading import resolve_device
-
-    extra = {
-        "benchmark": data_identity(bench, "benchmark"),
-        "eval": {"grader_timeout": cfg.eval.grader_timeout, "reflection_keywords": list(cfg.eval.reflection_keywords),
-                 "chunk_problems": cfg.eval.chunk_problems},  # chunks are batches: padding noise may differ
-    }
-    if cfg.generation.backend == "hf":  # sampling streams differ between CPU and CUDA
-        extra["device"] = resolve_device(cfg.generation.device).split(":")[0]
-    return runs.identity(cfg, IDENTITY_KEYS, extra)
+_GENERATOR: dict[str, Any] = {}  # one live engine per process, reused by the plans of one model
 
 
-def run(cfg: DictConfig) -> dict[str, dict[str, Any]]:
-    """Evaluate ``model`` on every configured benchmark; returns ``{benchmark: summary}``."""
+def _generator(model_cfg: DictConfig, gen_cfg: DictConfig) -> Any:
     from longcot.generation import build_generator
-    from longcot.tracking import Tracker
 
-    smoke = smoke_warning(cfg.scale, cfg.generation.backend == "vllm" or (cfg.model.path != "tiny" and cfg.generation.backend != "synthetic"))
-    if smoke:
-        log.warning(smoke)
-    benches = benchmark_configs(cfg)
-    results: dict[str, dict[str, Any]] = {}
-    generator = None
-    for bench in benches:
-        ident = run_identity(cfg, bench)
-        run_dir = Path(cfg.output_root) / "eval" / cfg.model.name / f"{bench.name}-{runs.config_hash(ident)}"
-        if runs.is_done(run_dir) and not cfg.force:
-            log.info("%s: finished run found at %s; skipping (force=true to redo)", bench.name, run_dir)
-            results[bench.name] = runs.read_json(run_dir / "summary.json")
-            continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runs.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(ident)))
-        if generator is None:
-            generator = build_generator(cfg.model, cfg.generation)
-        tracker = Tracker(cfg.logger, f"eval-{cfg.model.name}-{bench.name}", run_dir, ident)
-        try:
-            summary = evaluate_benchmark(cfg, bench, generator, run_dir)
-            tracker.summary({f"{bench.name}/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
-        finally:
-            tracker.finish()
-        results[bench.name] = summary
-        log.info("%s: wrote %s", bench.name, run_dir)
-    if cfg.eval.print_table:
-        print_table(cfg.model.name, cfg.scale.name, results)
-    return results
+    key = runs.config_hash({"model": OmegaConf.to_container(model_cfg), "generation": OmegaConf.to_container(gen_cfg)})
+    if key not in _GENERATOR:
+        _GENERATOR.clear()
+        _GENERATOR[key] = build_generator(model_cfg, gen_cfg)
+    return _GENERATOR[key]
 
 
-def print_table(model: str, scale: str, results: dict[str, dict[str, Any]]) -> None:
-    """A rich table of accuracy, length, truncation and reflection frequency per benchmark."""
-    from rich.console import Console
-    from rich.table import Table
+def run(plan: Plan) -> Artifacts:
+    """Evaluate the plan's benchmark (a finished run is read back unless ``force=true``)."""
+    cfg = plan.cfg
+    if plan.done and not cfg.force:
+        log.info("%s: finished run found at %s; skipping (force=true to redo)", cfg.benchmark.name, plan.run_dir)
+        return artifacts(plan.run_dir)
+    warn_notes(plan)
+    with running(plan) as run_dir:
+        if cfg.force:
+            log.info("force=true: discarding every earlier output of %s", run_dir)
+            shutil.rmtree(run_dir / "chunks", ignore_errors=True)
+            (run_dir / runs.DONE).unlink(missing_ok=True)
+        elif plan.done:  # finished by the run we waited for
+            return artifacts(run_dir)
+        generator = _generator(model_at_run(cfg.model, plan.upstream), cfg.generation)
+        with tracking(cfg, f"eval-{cfg.model.name}-{cfg.benchmark.name}", run_dir, plan.identity) as tracker:
+            evaluate(plan, generator, tracker)
+    log.info("%s: wrote %s", cfg.benchmark.name, plan.run_dir)
+    return artifacts(plan.run_dir)
 
-    table = Table(title=f"longcot eval: {model} (scale={scale})")
-    for col in ("benchmark", "problems", "samples", "accuracy", "± se", "mean tokens", "truncated", "'wait'/resp"):
-        table.add_column(col, justify="right")
-    for name, s in results.items():
-        table.add_row(
-            name,
-            str(s["num_problems"]),
-            str(s["samples_per_problem"]),
-            f"{100 * s['accuracy']:.1f}%",
-            "-" if math.isnan(s["accuracy_se"]) else f"{100 * s['accuracy_se']:.1f}",
-            f"{s['mean_tokens']:.0f}",
-            f"{100 * s['truncation_rate']:.1f}%",
-            f"{s['reflection'].get('wait', {}).get('per_response', 0.0):.2f}",
-        )
-    console = Console()
-    Console(width=max(console.width, 110)).print(table)  # don't squeeze columns when piped
+
+def artifacts(run_dir: Path) -> Artifacts:
+    """A finished eval run: its summary and files."""
+    run_dir = Path(run_dir)
+    if not runs.is_done(run_dir):
+        raise FileNotFoundError(f"{run_dir}: not a finished eval run (no DONE)")
+    files = {k: run_dir / f for k, f in (("samples", "samples.jsonl"), ("summary", "summary.json"), ("plot", "summary.png"))}
+    return Artifacts(NAME, run_dir, runs.read_json(files["summary"]), files)
+
+
+def report(plans: Sequence[Plan], results: Sequence[Artifacts]) -> None:
+    """Accuracy, length, truncation and reflection frequency per benchmark."""
+    first = plans[0].cfg
+    caps = sorted({str(c) for p in plans for c in p.detail["caps"]})
+    title = f"longcot eval: {first.model.name} (scale={first.scale.name}{'; capped ' + ', '.join(caps) if caps else ''})"
+    rows = []
+    for a in results:
+        s = a.summary
+        se = s.get("accuracy_se")
+        rows.append((s["benchmark"], s["num_problems"], s["samples_per_problem"], f"{100 * s['accuracy']:.1f}%",
+                     "-" if se is None else f"{100 * se:.1f}", f"{s['mean_tokens']:.0f}",
+                     f"{100 * s['truncation_rate']:.1f}%", f"{s['reflection'].get('wait', {}).get('per_response', 0.0):.2f}"))
+    print_table(title, ("benchmark", "problems", "samples", "accuracy", "± se", "mean tokens", "truncated", "'wait'/resp"), rows)

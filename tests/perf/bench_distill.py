@@ -45,7 +45,7 @@ def bench_throughput(out: Path, prompts: int, n: int) -> None:
                    "distill.derive_n=[]", "distill.token_budgets=[]", "generation.error_rate=0.2",
                    "distill.print_table=false"])
     t0 = time.perf_counter()
-    manifest = stage.run(cfg)
+    manifest = distill_run(cfg)
     wall = time.perf_counter() - t0
     stats = __import__("json").loads((Path(manifest["dir"]).parent / "stats.json").read_text())
     cands = stats["candidates"]
@@ -67,7 +67,7 @@ def bench_fig1_grid(out: Path, prompts: int) -> None:
         base = ["+experiment=fig1_long_vs_short_n", f"model={teacher}", "data=toy", f"data.toy_size={prompts}",
                 "generation=synthetic", f"generation.style={style}", "distill.num_shards=2", f"output_root={out}",
                 "distill.print_table=false", "distill.student=tiny"]  # the real student's tokenizer is a download
-        manifest = stage.run(compose(base))
+        manifest = distill_run(compose(base))
         run_dir = Path(manifest["dir"]).parent
         s = manifest["sampling"]
         rows = shard_rows(run_dir)
@@ -79,7 +79,7 @@ def bench_fig1_grid(out: Path, prompts: int) -> None:
         sampled += rows
         naive += s["candidates_naive"]
         direct_cfg = compose(base + ["distill.n=32", "distill.derive_n=[]"])
-        direct = stage.run(direct_cfg)
+        direct = distill_run(direct_cfg)
         a = pq.read_table(Path(manifest["dir"]) / "n32/data.parquet").to_pylist()
         b = pq.read_table(Path(direct["dir"]) / "n32/data.parquet").to_pylist()
         assert a == b, "derived N=32 differs from a direct N=32 sampling"
