@@ -228,6 +228,24 @@ def test_long_batch_with_eos_stops(vgen, hf):
     assert again == out[i][s]
 
 
+@pytest.mark.vllm
+def test_long_prompts_more_than_one_prefill_step(vgen, hf):
+    """12 prompts of ~450 tokens (> the 4,096-token step of a chunked prefill), seeded: the vLLM 0.31
+    CPU runner crashed on such a batch ("CPU Generator does not use offset") until prefill was unchunked."""
+    prompts = [[{"role": "user", "content": f"Problem {i}: " + " ".join(["Wait, let me recheck 12345."] * 36)}]
+               for i in range(12)]
+    params = SamplingParams(temperature=0.7, top_p=0.95, max_new_tokens=8, n=2, seed=9)
+    out = vgen.generate(prompts, params, progress=False)
+    assert sum(r[0].prompt_tokens for r in out) > 4096
+    for prompt, row in zip(prompts, out):
+        assert [c.prompt_tokens for c in row] == [len(hf.encode(prompt))] * 2
+        assert all(c.num_tokens == 8 or c.finish_reason == "stop" for c in row)
+    alone = vgen.generate(prompts[7:8], params, seeds=[vgen_seed(params, 7)], progress=False)
+    assert alone[0] == out[7]
+    greedy = vgen.generate(prompts[:3], SamplingParams(temperature=0.0, max_new_tokens=16), progress=False)
+    assert check_greedy_parity(hf.model, hf, prompts[:3], greedy) >= 0.9
+
+
 def vgen_seed(params: SamplingParams, i: int) -> int:
     """The default seed of prompt ``i`` of a call (what ``resolve_seeds`` uses without explicit seeds)."""
     from longcot.generation import prompt_seed

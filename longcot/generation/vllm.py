@@ -23,7 +23,8 @@ CPU engine's settings itself. The KV cache gets ``VLLM_CPU_KVCACHE_SPACE`` GiB (
 :data:`CPU_KV_CACHE_GIB`) as an explicit size, so ``gpu_memory_utilization`` (on CPU the fraction
 of host memory the engine would otherwise reserve) is not used; the model runs eagerly (torch
 compile costs minutes at startup and gains nothing for small models); ``dtype=auto`` is float32 as
-in the HF backend; a head size the CPU attention backend lacks fails before the engine starts.
+in the HF backend; a head size the CPU attention backend lacks fails before the engine starts; prefill is not chunked
+(vLLM 0.31's CPU runner crashes on a seeded request whose prefill is split across steps).
 The engine runs in a spawned process, so a script that builds it must be import-safe
 (``if __name__ == "__main__":``).
 
@@ -196,6 +197,10 @@ class VLLMGenerator:
         return dict(
             kv_cache_memory_bytes=kv_bytes,
             enforce_eager=True,
+            # vLLM 0.31 CPU: a seeded request whose prefill is split across steps crashes the worker
+            # ("CPU Generator does not use offset": the runner rewinds the request's generator, which
+            # CPU generators cannot do). Unchunked, a prompt is prefilled in one step.
+            enable_chunked_prefill=False,
             dtype="float32" if dtype in (None, "", "auto") else dtype,
             tensor_parallel_size=1,
         )
