@@ -103,7 +103,8 @@ def test_linear_time_on_one_megabyte(text: str) -> None:
     normalize_answer(text)
     fast_equal("1", text)
     elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"{elapsed:.2f}s on {len(text)} chars"
+    # ~0.1-1.2 s here (a quadratic rescan takes minutes); the slack is for a loaded shared 2-core box
+    assert elapsed < 3.0, f"{elapsed:.2f}s on {len(text)} chars"
 
 
 @pytest.mark.timeout(30)

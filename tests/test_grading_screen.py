@@ -156,3 +156,15 @@ def test_verdicts_identical_with_and_without_screen() -> None:
         plain = math_equal_batch(pairs, pool=pool, screen=False)
     assert len(pairs) == 1333
     assert screened == plain
+
+
+def test_a_megabyte_is_not_even_read_by_the_fast_path() -> None:
+    """`\\boxed{` + 1 MB of braces costs ~1 s of in-process string work (brace matching twice);
+    over MAX_CHARS the pair is False before the fast path runs."""
+    hostile = "\\boxed{" + "{" * 1_000_000
+    with GraderPool(workers=1) as pool:
+        start = time.perf_counter()
+        assert math_equal_batch([("3", hostile), (hostile, hostile)], pool=pool) == [False, False]
+        assert time.perf_counter() - start < 0.1
+        assert pool.stats.screened == 2
+        assert math_equal_batch([("3", hostile)], pool=pool, screen=False, timeout=1.0) == [False]

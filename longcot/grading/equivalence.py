@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 from longcot.grading.extract import extract_boxed, normalize_answer
 from longcot.grading.pool import DEFAULT_TIMEOUT, GraderPool, default_pool
+from longcot.grading.screen import MAX_CHARS
 from longcot.grading.screen import screen as _screen
 
 __all__ = ["math_equal", "math_equal_batch", "fast_equal", "verify_in_worker"]
@@ -90,8 +91,9 @@ def math_equal_batch(
     Pairs not settled by the string fast path run (identical pairs once) in `pool` (default: the
     shared module-level pool, resized to `workers` when given) under a hard `timeout` per pair:
     an overrunning pair is False and counted in the pool's `stats.timeouts`. With `screen` (the
-    default), a pair the fast path did not settle and one side of which `longcot.grading.screen`
-    finds pathological is False without reaching a worker (counted in `stats.screened`).
+    default), a pair with a side longer than `screen.MAX_CHARS` is False before anything reads it,
+    and a pair the fast path did not settle and one side of which `longcot.grading.screen` finds
+    pathological is False without reaching a worker (both counted in `stats.screened`).
     """
     texts = [(_as_text(g), _as_text(p)) for g, p in pairs]
     verdicts = [False] * len(texts)
@@ -107,7 +109,9 @@ def math_equal_batch(
     for i, (g, p) in enumerate(texts):
         if g is None or p is None:
             continue
-        if fast_equal(g, p):
+        if screen and max(len(g), len(p)) > MAX_CHARS:  # not even the string fast path reads a megabyte
+            screened += 1
+        elif fast_equal(g, p):
             verdicts[i] = True
         elif screen and (pathological(g) or pathological(p)):
             screened += 1

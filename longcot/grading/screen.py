@@ -31,7 +31,8 @@ Bounds on real data (MATH-500 answers and solutions, the 333 shared grader cases
 training solutions) leave a wide margin, and `tests/test_grading_screen.py` checks that the screen
 changes no verdict there. What it cannot keep: a genuinely equal answer that trips a rule (a box
 holding a value of more than a million digits, or an unboxed response that mentions one) is
-judged False unless the string fast path already matched it.
+judged False unless the string fast path already matched it; a side longer than `MAX_CHARS` is
+False before even the fast path reads it (`math_equal_batch`).
 """
 
 from __future__ import annotations
