@@ -211,12 +211,8 @@ def train(
 
     generator: Any
     if rl.rollout_backend == "vllm":
-        from longcot.generation.base import reload_weights
-
-        weights_dir = run_dir / "rollout_weights"
-        _export_actor(actor, tokenizer, weights_dir)
-        generator = vllm_factory(weights_dir)  # type: ignore[misc]
-        reload_weights(generator, weights_dir)  # the (possibly resumed) actor's weights
+        # The engine starts from the (possibly resumed) actor's weights, exported in HF format.
+        generator = vllm_factory(_export_actor(actor, tokenizer, run_dir))  # type: ignore[misc]
     else:
         generator = HFGenerator(actor.module, tokenizer, batch_size=rl.generate_batch_size)
 
@@ -332,8 +328,7 @@ def train(
             from longcot.generation.base import reload_weights
 
             t0 = time.perf_counter()
-            _export_actor(actor, tokenizer, run_dir / "rollout_weights")
-            reload_weights(generator, run_dir / "rollout_weights")
+            reload_weights(generator, _export_actor(actor, tokenizer, run_dir))
             weight_push = time.perf_counter() - t0
 
         # metrics
@@ -382,11 +377,23 @@ def train(
     return RLResult(run_dir, final_dir, total_steps, records, resumed)
 
 
-def _export_actor(actor: Any, tokenizer: Any, out_dir: Path) -> None:
-    """The actor's current weights in HF format for the rollout engine (overwritten in place)."""
+ROLLOUT_WEIGHTS = "rollout_weights"
+
+
+def _export_actor(actor: Any, tokenizer: Any, run_dir: Path) -> Path:
+    """The actor's current weights in HF format for the rollout engine: written to a temporary
+    directory, then renamed onto ``<run_dir>/rollout_weights`` (never read half-written)."""
+    import shutil
+
     from longcot.training.checkpoint import export_hf
 
-    export_hf(actor, out_dir, tokenizer)
+    final = run_dir / ROLLOUT_WEIGHTS
+    tmp = run_dir / f".{ROLLOUT_WEIGHTS}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    export_hf(actor, tmp, tokenizer)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
 
 
 def _correctness(reward_cfg: Any, problems: Sequence["Problem"], texts: Sequence[str], judge: Any) -> list[bool]:
