@@ -12,8 +12,9 @@
    hostile pairs mixed in at even intervals ("mixed"). Prints ordinary answers/s of each and
    mixed/clean, which must be >= 0.90 with the screen; and the same ratio without the screen.
 
-Clean and mixed are timed alternately (clean, mixed, clean, mixed) and the faster of each pair is
-kept, so a load spike from other processes does not land on one side only. Exits non-zero when
+Clean and mixed are timed alternately (`--repeat` times with the screen, once without; the order
+flips each time, as workers' sympy caches warm up) and the fastest of each is kept, so a load spike from other processes does not land on one side only;
+CPU seconds (caller + workers, from /proc) are printed too, as a load-independent check. Exits non-zero when
 the screened burst's worst latency is not below one timeout or the screened ratio is < 0.90.
 """
 
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_grading import load_math500, workload  # noqa: E402
+from bench_grading import _cpu_seconds, load_math500, workload  # noqa: E402
 
 BURST = [
     r"\boxed{9^{9^{9^{9^{9}}}}}",
@@ -64,26 +65,31 @@ def burst(timeout: float, screen: bool) -> float:
     return max(done)
 
 
-def timed(pairs: list[tuple[str, str]], timeout: float, workers: int, screen: bool) -> tuple[float, list[bool]]:
+def timed(pairs: list[tuple[str, str]], timeout: float, workers: int, screen: bool) -> tuple[float, float, list[bool]]:
+    """(wall seconds, CPU seconds of caller + workers, verdicts) of one batch."""
     from longcot.grading import math_equal_batch
+    from longcot.grading.pool import default_pool
 
-    start = time.perf_counter()
+    pids = default_pool().worker_pids()
+    cpu0, wcpu0, start = time.process_time(), _cpu_seconds(pids), time.perf_counter()
     verdicts = math_equal_batch(pairs, timeout=timeout, workers=workers, screen=screen)
-    return time.perf_counter() - start, verdicts
+    wall = time.perf_counter() - start
+    return wall, time.process_time() - cpu0 + _cpu_seconds(pids) - wcpu0, verdicts  # exact while no worker is replaced
 
 
-def throughput(clean: list, mixed: list, timeout: float, workers: int, screen: bool) -> tuple[float, float]:
-    """(best clean seconds, best mixed seconds), timed alternately twice; verdicts of the ordinary
-    pairs must be the same in both."""
-    t_clean, t_mixed = [], []
-    for _ in range(2):
-        t, v_clean = timed(clean, timeout, workers, screen)
-        t_clean.append(t)
-        t, v_mixed = timed(mixed, timeout, workers, screen)
-        t_mixed.append(t)
+def throughput(clean: list, mixed: list, timeout: float, workers: int, screen: bool, repeat: int) -> dict[str, float]:
+    """Best wall and CPU seconds of clean and mixed, timed alternately `repeat` times; verdicts
+    of the ordinary pairs must be the same in both."""
+    best = {"clean": float("inf"), "mixed": float("inf"), "clean_cpu": float("inf"), "mixed_cpu": float("inf")}
+    verdicts = {}
+    for k in range(repeat):
+        for name in ("clean", "mixed") if k % 2 == 0 else ("mixed", "clean"):  # neither always goes first
+            wall, cpu, verdicts[name] = timed(clean if name == "clean" else mixed, timeout, workers, screen)
+            best[name], best[name + "_cpu"] = min(best[name], wall), min(best[name + "_cpu"], cpu)
+        v_clean, v_mixed = verdicts["clean"], verdicts["mixed"]
         ordinary = [v for v, (_, p) in zip(v_mixed, mixed) if p not in HOSTILE]
         assert ordinary == v_clean, "the hostile pairs changed verdicts of ordinary ones"
-    return min(t_clean), min(t_mixed)
+    return best
 
 
 def main() -> None:
@@ -92,6 +98,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(default_data), help="shared data folder (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=None, help="pool workers (default: CPU count)")
     ap.add_argument("--timeout", type=float, default=5.0, help="per-answer timeout in seconds (the default)")
+    ap.add_argument("--repeat", type=int, default=3, help="alternations of clean/mixed with the screen (best kept)")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
 
@@ -114,14 +121,15 @@ def main() -> None:
           f"{worst_off:.2f}s without (timeout {args.timeout:g}s)")
 
     before = grading_stats()
-    c_on, m_on = throughput(clean, mixed, args.timeout, workers, screen=True)
-    screened = grading_stats().screened - before.screened
-    ratio_on = c_on / m_on  # ordinary answers/s mixed / clean = clean time / mixed time
-    print(f"with the screen:    clean {len(clean) / c_on:.0f} answers/s, mixed {len(clean) / m_on:.0f} ordinary answers/s "
-          f"-> mixed/clean = {ratio_on:.3f} ({screened // 2} hostile screened per mixed batch)")
-    c_off, m_off = throughput(clean, mixed, args.timeout, workers, screen=False)
-    print(f"without the screen: clean {len(clean) / c_off:.0f} answers/s, mixed {len(clean) / m_off:.0f} ordinary answers/s "
-          f"-> mixed/clean = {c_off / m_off:.3f}")
+    on = throughput(clean, mixed, args.timeout, workers, screen=True, repeat=args.repeat)
+    screened = (grading_stats().screened - before.screened) // args.repeat
+    ratio_on = on["clean"] / on["mixed"]  # ordinary answers/s mixed / clean = clean time / mixed time
+    print(f"with the screen:    clean {len(clean) / on['clean']:.0f} answers/s, mixed {len(clean) / on['mixed']:.0f} "
+          f"ordinary answers/s -> mixed/clean = {ratio_on:.3f} wall-clock, "
+          f"{on['clean_cpu'] / on['mixed_cpu']:.3f} CPU time ({screened} hostile screened per mixed batch)")
+    off = throughput(clean, mixed, args.timeout, workers, screen=False, repeat=1)
+    print(f"without the screen: clean {len(clean) / off['clean']:.0f} answers/s, mixed {len(clean) / off['mixed']:.0f} "
+          f"ordinary answers/s -> mixed/clean = {off['clean'] / off['mixed']:.3f} wall-clock")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"1-minute load average at the end: {load:.2f} (other processes skew wall-clock numbers)")
     failures = []
