@@ -6,7 +6,10 @@ Backends:
   ``DistributedDataParallel``). AdamW, ``clip_grad_norm_``, bf16 autocast on CUDA with fp32 master
   weights.
 * ``deepspeed``: DeepSpeed ZeRO-1/2/3 (``conf/deepspeed/zero{1,2,3}.json``; the ``"auto"`` values are
-  filled from :class:`EngineConfig`), one process per GPU.
+  filled from :class:`EngineConfig`), one process per GPU. The optimizer is the same torch AdamW
+  as the torch backend, handed to DeepSpeed (``zero_allow_untested_optimizer``): DeepSpeed's
+  FusedAdam needs a JIT C++/CUDA build (minutes on a CPU host) and would make the two backends'
+  updates differ.
 
 Gradient accumulation is explicit and the same on both: each micro-batch runs inside
 ``with engine.micro_batch(last=...)`` (forward and ``engine.backward(loss)``), and ``engine.step()``
@@ -111,12 +114,6 @@ def deepspeed_config(cfg: EngineConfig, world_size: int, precision: str) -> dict
     ds.setdefault("bf16", {})
     if ds["bf16"].get("enabled", "auto") == "auto":
         ds["bf16"]["enabled"] = precision == "bf16"
-    opt = ds.setdefault("optimizer", {"type": "AdamW", "params": {}})
-    params = opt.setdefault("params", {})
-    for key, value in {"lr": cfg.learning_rate, "betas": list(cfg.adam_betas), "eps": cfg.adam_eps,
-                       "weight_decay": cfg.weight_decay}.items():
-        if params.get(key, "auto") == "auto":
-            params[key] = value
     return ds
 
 
@@ -141,33 +138,31 @@ class Engine:
         self.module = model  # the unwrapped HF model (save_pretrained, generation)
         self._ds = None
         self._ddp = None
+        if self.backend not in ("torch", "deepspeed"):
+            raise ValueError(f"backend={self.backend!r}; valid: torch, deepspeed")
+        if self.backend == "torch":
+            model.to(self.device)
+        decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]  # norms, biases
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.learning_rate, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
+        )
+        scheduler = build_scheduler(optimizer, total_steps=cfg.total_steps, warmup_ratio=cfg.warmup_ratio,
+                                    min_lr_ratio=cfg.min_lr_ratio)
         if self.backend == "deepspeed":
             import deepspeed
 
-            ds_cfg = deepspeed_config(cfg, self.dist.world_size, self.precision)
             self._ds, self.optimizer, _, self.scheduler = deepspeed.initialize(
-                model=model,
-                model_parameters=[p for p in model.parameters() if p.requires_grad],
-                config=ds_cfg,
-                lr_scheduler=lambda opt: build_scheduler(opt, total_steps=cfg.total_steps,
-                                                         warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio),
+                model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                config=deepspeed_config(cfg, self.dist.world_size, self.precision),
             )
             self.module = self._ds.module
-        elif self.backend == "torch":
-            model.to(self.device)
-            decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-            no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-            self.optimizer = torch.optim.AdamW(
-                [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                lr=cfg.learning_rate, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
-            )
-            self.scheduler = build_scheduler(self.optimizer, total_steps=cfg.total_steps,
-                                             warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio)
+        else:
+            self.optimizer, self.scheduler = optimizer, scheduler
             if self.dist.distributed:
                 self._ddp = torch.nn.parallel.DistributedDataParallel(
                     model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        else:
-            raise ValueError(f"backend={self.backend!r}; valid: torch, deepspeed")
         self.global_step = 0
 
     # ------------------------------------------------------------------ training
