@@ -112,8 +112,8 @@ from longcot.data.toy import toy_problems
 from longcot.rl.config import AlgorithmConfig, RLConfig
 from longcot.rl.recipe import train
 algo = AlgorithmConfig(**{algo!r})
-res = train(Path(sys.argv[1]), model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(6, 0),
-            algorithm=algo, reward={reward!r}, rl=RLConfig(max_steps=6, save_every=1, keep_checkpoints=2),
+res = train(Path(sys.argv[1]), model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(3, 0),
+            algorithm=algo, reward={reward!r}, rl=RLConfig(max_steps=4, save_every=1, keep_checkpoints=2),
             progress=False)
 print("resumed_from", res.resumed_from)
 """
@@ -122,7 +122,7 @@ print("resumed_from", res.resumed_from)
 def _runner(tmp_path: Path) -> Path:
     from dataclasses import asdict
 
-    algo = asdict(_algo("ppo", samples_per_prompt=3, train_batch_size=3, micro_train_batch_size=1))
+    algo = asdict(_algo("ppo", rollout_batch_size=1, samples_per_prompt=3, train_batch_size=3, micro_train_batch_size=1))
     script = tmp_path / "runner.py"
     script.write_text(RUNNER.format(algo=algo, reward=REWARD_2CH))
     return script
@@ -169,7 +169,7 @@ def test_sigkill_and_relaunch_equals_uninterrupted(tmp_path):
 
     a = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in b] == list(range(1, 7))
+    assert [r["step"] for r in b] == list(range(1, 5))
     for ra, rb in zip(_strip(a), _strip(b)):
         assert ra.keys() == rb.keys()
         for k in ra:
@@ -180,8 +180,8 @@ def test_sigkill_and_relaunch_equals_uninterrupted(tmp_path):
         assert torch.allclose(wa[k], wb[k], atol=1e-6), k
     # only the last keep_checkpoints periodic checkpoints remain; critic and optimizer states are in them
     kept = sorted(p.name for p in (killed / "checkpoints").iterdir() if not p.name.startswith("."))
-    assert kept == ["step-00000005", "step-00000006"]
-    last = killed / "checkpoints" / "step-00000006"
+    assert kept == ["step-00000003", "step-00000004"]
+    last = killed / "checkpoints" / "step-00000004"
     assert (last / "critic" / "model.safetensors").is_file() and (last / "critic.optim.pt").is_file()
     assert (last / "actor.optim.pt").is_file() and (last / "rng" / "rank-0.pt").is_file()
 
