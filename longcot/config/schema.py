@@ -156,6 +156,7 @@ class ScaleConfig:
     max_problems: Optional[int] = at_least(None, 1)  # problems / prompts per benchmark or prompt set
     max_new_tokens: Optional[int] = at_least(None, 1)
     max_samples: Optional[int] = at_least(None, 1)  # samples per problem (eval)
+    max_train_steps: Optional[int] = at_least(None, 1)  # optimizer steps of a training stage (sft, rl)
 
 
 @dataclass

@@ -26,6 +26,8 @@ class SFTConfig:
     # model=<teacher>) or "dataset" (a local file / hub dataset id in `dataset`).
     source: str = "distill"
     teacher: Optional[str] = None  # model config name of the distill upstream (source=distill)
+    # generation option (conf/generation) the distill upstream ran with; None: this run's generation
+    teacher_generation: Optional[str] = None
     subset: str = "n32"  # a distill selection: "n<N>" or "n<N>/budget-<tokens>"
     dataset: Optional[str] = None  # source=dataset: local .jsonl/.json/.parquet or hub id
     eval_benchmarks: list[str] = field(default_factory=list)

@@ -154,16 +154,25 @@ def running(plan: Plan, keep: Sequence[str] = ()) -> Iterator[Path]:
         try:
             yield run_dir
         except BaseException:
-            remove_if_unused(run_dir, existed, keep)
+            remove_if_unused(run_dir, existed, keep, root=Path(plan.cfg.output_root))
             raise
 
 
-def remove_if_unused(run_dir: Path, existed: bool, keep: Sequence[str] = ()) -> None:
+def remove_if_unused(run_dir: Path, existed: bool, keep: Sequence[str] = (), root: Path | None = None) -> None:
     """After a failure: remove ``run_dir`` if this run created it and wrote nothing in it but its
-    config snapshot and lock (and the names in ``keep``), so no empty run looks like a real one."""
+    config snapshot and lock (and the names in ``keep``), so no empty run looks like a real one;
+    then the parents it leaves empty, up to ``root``."""
     leftover = {p.name for p in run_dir.iterdir()} - {CONFIG, LOCK, *keep} if run_dir.is_dir() else set()
-    if not existed and not leftover:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    if existed or leftover:
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    parent = run_dir.parent
+    while root is not None and parent != root and parent.is_relative_to(root):
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+        parent = parent.parent
 
 
 @contextmanager
@@ -196,7 +205,7 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
 
 # --------------------------------------------------------------------------- the model a stage reads
 TRAINING_STAGES = ("sft", "rl")
-FINAL_CHECKPOINT = "final"  # a training stage's final HF checkpoint: <run_dir>/final
+FINAL_MODEL = Path("final") / "model"  # a training stage's final HF checkpoint: <run_dir>/final/model
 
 
 def trained_by(upstream: Sequence[Plan]) -> Plan | None:
@@ -223,6 +232,6 @@ def model_at_run(model_cfg: Any, upstream: Sequence[Plan] = ()) -> DictConfig:
     node = OmegaConf.create(OmegaConf.to_container(model_cfg, resolve=True))
     producer = trained_by(upstream)
     if producer is not None:
-        node.path = str(producer.run_dir / FINAL_CHECKPOINT)
+        node.path = str(producer.run_dir / FINAL_MODEL)
         node.tokenizer = None
     return node

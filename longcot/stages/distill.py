@@ -411,7 +411,7 @@ def run(p: Plan) -> Artifacts:
             for shard in todo:
                 execute_shard(p, shard, problems, source, token=token)
     except BaseException:
-        remove_if_unused(run_dir, existed, keep=("near_duplicates.json",))
+        remove_if_unused(run_dir, existed, keep=("near_duplicates.json",), root=Path(cfg.output_root))
         raise
     with merge_lock(run_dir):
         markers, waiting, stale = ready_markers(run_dir, d.num_shards, token)
