@@ -182,6 +182,19 @@ class EvalConfig:
 
 
 @dataclass
+class StudyConfig:
+    """A study (an ``experiments/`` file): grid points, each a chain distill -> sft -> rl -> eval of stage
+    runs composed from Hydra override strings (see longcot/study/)."""
+
+    name: Optional[str] = None  # None: not a study (a single stage run)
+    description: str = ""
+    base: list[str] = field(default_factory=list)  # overrides of every stage run of every point
+    stages: dict[str, list[str]] = field(default_factory=dict)  # stage -> overrides common to every point
+    points: list[dict[str, Any]] = field(default_factory=list)  # {name, distill?, sft?, rl?, eval?: [overrides]}
+    paper: dict[str, Any] = field(default_factory=dict)  # the paper's reported numbers (null: to copy from the PDF)
+
+
+@dataclass
 class LongcotConfig:
     """The root config a run composes."""
 
@@ -199,6 +212,7 @@ class LongcotConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     output_root: str = "runs"
     force: bool = False  # re-run even if an identical finished run exists
 
