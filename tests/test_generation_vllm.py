@@ -111,6 +111,36 @@ def hf(cfg):
     return HFGenerator(model, tok, batch_size=8)
 
 
+@pytest.mark.vllm
+@pytest.mark.skipif(not HAS_VLLM, reason=NO_VLLM)
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU engine's settings")
+def test_cpu_guards_fail_before_the_engine_starts(cfg, tmp_path):
+    """Head size 16 (the old build_tiny default) and a 70B config are refused with one line, no engine."""
+    from transformers import AutoConfig
+
+    from longcot.models.loading import resolve_model_path
+
+    tiny_dir = resolve_model_path(ModelConfig(name="tiny", path="tiny"))
+    gen_cfg = GenerationConfig(backend="vllm", device="cpu")
+    for name, shape, match in [
+        ("head16", dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=4, head_dim=16, intermediate_size=256),
+         r"head size 16, which vLLM's CPU backend does not support \(valid: 32, 64"),
+        ("big", dict(hidden_size=8192, num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
+                     head_dim=128, intermediate_size=28672, vocab_size=128256), r"70\.\dB parameters, too many to run on a CPU"),
+    ]:
+        config = AutoConfig.from_pretrained(tiny_dir)
+        for key, value in shape.items():
+            setattr(config, key, value)
+        config.save_pretrained(tmp_path / name)
+        model_cfg = ModelConfig(name=name, path=str(tmp_path / name), tokenizer=tiny_dir)
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match=match):
+            build_generator(model_cfg, gen_cfg)
+        assert time.perf_counter() - t0 < 30  # no engine was started
+    with pytest.raises(ValueError, match="generation.device=cuda but the installed vLLM targets cpu"):
+        build_generator(ModelConfig(name="tiny", path="tiny"), GenerationConfig(backend="vllm", device="cuda"))
+
+
 def teacher_forced_gaps(model, prompt_ids, token_ids) -> torch.Tensor:
     """For each generated position: HF's max logit minus HF's logit of the token that was generated."""
     ids = torch.tensor([list(prompt_ids) + list(token_ids)])

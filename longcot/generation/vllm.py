@@ -186,6 +186,9 @@ class VLLMGenerator:
 
     def _cpu_settings(self, hf_config: Any, dtype: str) -> dict[str, Any]:
         """Engine arguments the CPU build needs (see the module docstring)."""
+        from longcot.models.loading import check_fits_device
+
+        check_fits_device(self.model_cfg, hf_config, "cpu")  # same size guard as the HF backend on CPU
         size = head_size(hf_config)
         if size not in CPU_HEAD_SIZES:
             raise ValueError(
