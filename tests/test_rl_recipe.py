@@ -187,10 +187,17 @@ def test_sigkill_and_relaunch_equals_uninterrupted(tmp_path):
 
 
 # ------------------------------------------------------------------ statistical improvement
-def warm_start(out_dir: Path, problems, *, steps: int = 60, lr: float = 3e-3, seed: int = 0) -> Path:
-    """A toy SFT checkpoint: plain cross-entropy on ``\\boxed{answer}`` responses where 2 of 5 are
-    correct and 3 are near misses, so sampling is right some of the time (RL from a random-init
-    model gets no reward at all)."""
+def boxed_near_misses(problem) -> list[str]:
+    """2 of 5 responses correct, 3 near misses."""
+    a = int(problem.answer)
+    return [f"\\boxed{{{x}}}" for x in (a, a, a + 1, a + 10, a - 1)]
+
+
+def warm_start(out_dir: Path, problems, *, steps: int = 60, lr: float = 3e-3, seed: int = 0,
+               responses=boxed_near_misses) -> Path:
+    """A toy SFT checkpoint: plain cross-entropy on ``responses(problem)`` (default: ``\\boxed{}``
+    answers, 2 of 5 correct), so sampling is right some of the time (RL from a random-init model gets
+    no reward at all)."""
     from longcot.data.prompts import chat_prompt
     from longcot.generation.hf import encode_prompt
     from longcot.models.loading import load_model_and_tokenizer
@@ -200,10 +207,9 @@ def warm_start(out_dir: Path, problems, *, steps: int = 60, lr: float = 3e-3, se
     model.train()
     rows = []
     for p in problems:
-        a = int(p.answer)
         prompt = encode_prompt(tok, chat_prompt(p))
-        for ans in (a, a, a + 1, a + 10, a - 1):
-            rows.append((prompt, tok(f"\\boxed{{{ans}}}", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]))
+        for text in responses(p):
+            rows.append((prompt, tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]))
     width = max(len(x) + len(y) for x, y in rows)
     ids = torch.full((len(rows), width), tok.pad_token_id)
     labels = torch.full_like(ids, -100)
