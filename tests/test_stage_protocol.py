@@ -101,3 +101,42 @@ def test_sft_on_a_users_own_dataset_with_smoke_caps_named(tmp_path: Path, one_to
     assert result.summary["steps"] == 4 and result.summary["scale_caps"] == {"sft.max_steps": {"set": None, "used": 4}}
     data.write_text(data.read_text().replace("Compute 3", "Compute 4"))
     assert sft_stage.plan(_cfg(tmp_path, *overrides)).run_id != p.run_id  # edited data: another run
+
+
+SMALL_RL = ["stage=rl", "rl.from_sft=true", "algorithm=grpo", "reward=classic", "algorithm.rollout_batch_size=2",
+            "algorithm.samples_per_prompt=2", "algorithm.train_batch_size=4", "rl.max_steps=1",
+            "algorithm.max_new_tokens=24", "rl.save_every=1"]
+
+
+def test_rl_identity_follows_the_sft_run_it_starts_from(tmp_path: Path) -> None:
+    from longcot.stages import rl as rl_stage
+
+    base = ("+experiment=demo_cpu_sft", *SMALL_SFT, *SMALL_RL)
+    p = rl_stage.plan(_cfg(tmp_path, *base))
+    [sft_plan] = [u for u in p.upstream if u.stage == "sft"]
+    assert p.identity["model"] == {"checkpoint_of": {"stage": "sft", "run_id": sft_plan.run_id}}
+    assert rl_stage.plan(_cfg(tmp_path, *base, "sft.learning_rate=1e-4")).run_id != p.run_id  # another SFT
+    assert rl_stage.plan(_cfg(tmp_path, *base, "reward=cosine")).run_id != p.run_id
+    assert rl_stage.plan(_cfg(tmp_path, *base, "rl.save_every=5")).run_id == p.run_id  # bookkeeping
+    assert rl_stage.plan(_cfg(tmp_path, *base, "rl.from_sft=false")).identity["model"]["name"] == "tiny"
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_chain_distill_sft_rl_eval_on_cpu(tmp_path: Path, one_torch_thread) -> None:
+    from longcot.stages import eval as eval_stage
+    from longcot.stages import rl as rl_stage
+
+    common = ("+experiment=demo_cpu_sft", "data.toy_size=12", *SMALL_SFT)
+    distill_run(_cfg(tmp_path, *common, "stage=distill", "model=synthetic-long", "generation=synthetic",
+                     "distill.print_table=false"))
+    [sft_result] = run_stage(_cfg(tmp_path, *common))
+    [rl_result] = run_stage(_cfg(tmp_path, *common, *SMALL_RL))
+    assert rl_result.summary["steps"] == 1 and (rl_result.files["model"] / "config.json").is_file()
+    rl_plan = rl_stage.plan(_cfg(tmp_path, *common, *SMALL_RL))
+    assert rl_plan.done and [u.run_dir for u in rl_plan.upstream if u.stage == "sft"] == [sft_result.run_dir]
+    ecfg = _cfg(tmp_path, *common, "stage=eval", "benchmark.limit=2", "benchmark.max_new_tokens=8")
+    e = eval_stage.plan(ecfg, (rl_plan,))
+    assert e.identity["model"] == {"checkpoint_of": {"stage": "rl", "run_id": rl_plan.run_id}}
+    summary = eval_stage.run(e).summary
+    assert summary["num_problems"] == 2

@@ -205,7 +205,8 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
 
 # --------------------------------------------------------------------------- the model a stage reads
 TRAINING_STAGES = ("sft", "rl")
-FINAL_MODEL = Path("final") / "model"  # a training stage's final HF checkpoint: <run_dir>/final/model
+# a training stage's final HF checkpoint, relative to its run directory
+FINAL_MODEL = {"sft": Path("final") / "model", "rl": Path("final") / "actor"}
 
 
 def trained_by(upstream: Sequence[Plan]) -> Plan | None:
@@ -232,6 +233,6 @@ def model_at_run(model_cfg: Any, upstream: Sequence[Plan] = ()) -> DictConfig:
     node = OmegaConf.create(OmegaConf.to_container(model_cfg, resolve=True))
     producer = trained_by(upstream)
     if producer is not None:
-        node.path = str(producer.run_dir / FINAL_MODEL)
+        node.path = str(producer.run_dir / FINAL_MODEL[producer.stage])
         node.tokenizer = None
     return node

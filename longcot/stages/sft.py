@@ -181,7 +181,7 @@ def artifacts(run_dir: Path) -> Artifacts:
     run_dir = Path(run_dir)
     if not runs.is_done(run_dir):
         raise FileNotFoundError(f"{run_dir}: not a finished SFT run (no DONE)")
-    files = {"model": run_dir / FINAL_MODEL, "metrics": run_dir / "metrics.jsonl", "plot": run_dir / "loss.png"}
+    files = {"model": run_dir / FINAL_MODEL[NAME], "metrics": run_dir / "metrics.jsonl", "plot": run_dir / "loss.png"}
     return Artifacts(NAME, run_dir, runs.read_json(run_dir / "summary.json"), files)
 
 

@@ -1,0 +1,186 @@
+"""The RL stage (paper §4-§5): PPO / GRPO / Dr. GRPO / REINFORCE++ with the paper's rewards (the
+recipe: :mod:`longcot.rl.recipe`).
+
+    longcot stage=rl model=llama3.1-8b rl.from_sft=true sft.teacher=qwq-32b-preview sft.subset=n256 \\
+        algorithm=ppo reward=cosine_reppen scale=full
+    longcot stage=rl model=qwen2.5-math-7b algorithm=ppo reward=cosine_reppen scale=full   # RL from the base model
+
+``rl.from_sft=true``: the actor (and the critic body, and the frozen reference) start from the SFT
+run this config plans (``sft.*``), whose identity is part of the RL identity; otherwise from
+``model``. The identity also holds the algorithm, the reward channels, the prompt data (its
+content), the verifier (for ``reward.correctness=model``) and the rl settings that change results.
+``scale=smoke`` caps prompts (``data.limit``), response length (``algorithm.max_new_tokens``) and
+rollout steps (``rl.max_steps``), each named in a warning and in the summary.
+
+Outputs in ``<output_root>/rl/<model>/<algorithm>-<reward>-<hash>/``: ``metrics.jsonl`` (one record per
+step), ``checkpoints/`` (a killed run resumes from the latest), ``rl_progress.png``, ``final/actor/``
+(HF format, for eval), ``summary.json``, ``config.yaml``, ``DONE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from longcot import runs
+from longcot.config.scale import Cap, capped, caps_note, caps_record
+from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, model_at_run, model_identity, print_table, running,
+                                 tracking, warn_notes)
+
+log = logging.getLogger(__name__)
+NAME = "rl"
+SUMMARY = "summary.json"
+# rl.* keys that do not change the trained weights (bookkeeping, batching of generation: outputs are
+# batch-invariant, see stages/eval.py).
+NOT_IDENTITY = ("from_sft", "eval_benchmarks", "save_every", "keep_checkpoints", "generate_batch_size")
+
+
+def _typed(node: DictConfig, schema: type) -> Any:
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+
+
+def sft_upstream(cfg: DictConfig) -> Plan:
+    """The SFT run this RL starts from (``rl.from_sft``): this config's ``sft.*`` and ``model``."""
+    from longcot.stages import sft
+
+    scfg = cfg.copy()
+    scfg.stage.name = "sft"
+    return sft.plan(scfg)
+
+
+def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
+    """Identity and directory of an RL run; the scale caps prompts, response length and steps."""
+    from longcot.data.loading import data_identity
+    from longcot.rl.config import AlgorithmConfig, RLConfig
+
+    algorithm = _typed(cfg.algorithm, AlgorithmConfig).validate()
+    rl = _typed(cfg.rl, RLConfig).validate()
+    from longcot.rewards.config import to_reward_config
+
+    reward = to_reward_config(cfg.reward)
+    upstream = tuple(upstream)
+    if rl.from_sft and not any(p.stage == "sft" for p in upstream):
+        upstream = (*upstream, sft_upstream(cfg))
+    caps: list[Cap] = []
+    algorithm.max_new_tokens = capped("algorithm.max_new_tokens", algorithm.max_new_tokens, cfg.scale.max_new_tokens, caps)
+    rl.max_steps = capped("rl.max_steps", rl.max_steps, cfg.scale.max_train_steps, caps)
+    data = cfg.data.copy()
+    data.limit = capped("data.limit", data.limit, cfg.scale.max_problems, caps)
+    effective_rl = {k: v for k, v in vars(rl).items() if k not in NOT_IDENTITY}
+    identity: dict[str, Any] = {
+        "model": model_identity(cfg.model, upstream),
+        "data": data_identity(data, "data"),
+        "algorithm": dict(vars(algorithm)),
+        "reward": OmegaConf.to_container(cfg.reward, resolve=True),
+        "rl": effective_rl,
+        "system_prompt": cfg.benchmark.system_prompt,
+        "upstream": [{"stage": p.stage, "run_id": p.run_id} for p in upstream],
+    }
+    if reward.correctness == "model":
+        from longcot.config.loading import load_group_option
+        from longcot.config.schema import ModelConfig
+        from longcot.models.fingerprint import model_identity as content_identity
+
+        identity["verifier"] = content_identity(load_group_option("model", reward.verifier.model, ModelConfig))
+    note = caps_note(cfg.scale, caps, real=cfg.model.path != "tiny")
+    run_dir = (Path(cfg.output_root) / NAME / cfg.model.name
+               / f"{algorithm.name}-{cfg.reward.name}-{runs.config_hash(identity)}")
+    return Plan(NAME, cfg, identity, run_dir, upstream, (note,) if note else (),
+                detail={"algorithm": algorithm, "rl": rl, "data": data, "caps": caps})
+
+
+def _judge(cfg: DictConfig) -> Any:
+    """The model verifier's generator (``reward.correctness=model``), else None."""
+    if cfg.reward.correctness != "model":
+        return None
+    from longcot.config.loading import load_group_option
+    from longcot.config.schema import ModelConfig
+    from longcot.generation import build_generator
+
+    return build_generator(load_group_option("model", cfg.reward.verifier.model, ModelConfig), cfg.generation)
+
+
+def run(p: Plan) -> Artifacts:
+    """Train with RL (resuming from the latest checkpoint), then evaluate the final actor if asked."""
+    from longcot.data import load_prompts
+    from longcot.rl.recipe import train
+
+    cfg = p.cfg
+    if p.done and (p.run_dir / SUMMARY).is_file() and not cfg.force:
+        log.info("finished RL run found at %s; skipping (force=true to retrain)", p.run_dir)
+        return artifacts(p.run_dir)
+    for u in p.upstream:
+        if u.stage == "sft" and not u.done:
+            raise FileNotFoundError(f"the SFT run this RL starts from is not finished ({u.run_dir}); run it first: "
+                                    "longcot stage=sft with this run's model, data, distill.* and sft.* settings")
+    warn_notes(p)
+    with running(p) as run_dir:
+        if cfg.force:
+            log.info("force=true: discarding every earlier output of %s", run_dir)
+            for name in ("checkpoints", "final", "rollout_weights"):
+                shutil.rmtree(run_dir / name, ignore_errors=True)
+            for name in ("metrics.jsonl", SUMMARY, "rl_progress.png", runs.DONE):
+                (run_dir / name).unlink(missing_ok=True)
+        model = model_at_run(cfg.model, p.upstream)
+        problems = load_prompts(p.detail["data"])
+        vllm_factory = None
+        if p.detail["rl"].rollout_backend == "vllm":
+            from longcot.generation import build_generator
+
+            def vllm_factory(weights_dir: Path) -> Any:  # the colocated engine, loaded from the actor's weights
+                m = model.copy()
+                m.path, m.tokenizer = str(weights_dir), None
+                gen = cfg.generation.copy()
+                gen.backend = "vllm"
+                return build_generator(m, gen)
+        log.info("RL (%s, reward %s) of %s on %d prompts -> %s", cfg.algorithm.name, cfg.reward.name, cfg.model.name,
+                 len(problems), run_dir)
+        with tracking(cfg, f"rl-{cfg.model.name}-{cfg.algorithm.name}-{cfg.reward.name}", run_dir, p.identity) as tracker:
+            result = train(run_dir, model=model, problems=problems, algorithm=p.detail["algorithm"], reward=cfg.reward,
+                           rl=p.detail["rl"], tracker=tracker, judge=_judge(cfg), system_prompt=cfg.benchmark.system_prompt,
+                           vllm_factory=vllm_factory)
+        records = result.records
+        last = records[-1] if records else {}
+        runs.write_json(run_dir / SUMMARY, {
+            "model": cfg.model.name, "algorithm": cfg.algorithm.name, "reward": cfg.reward.name, "steps": result.steps,
+            "prompts": len(problems), "final": {k: v for k, v in last.items() if isinstance(v, (int, float))},
+            "first": {k: v for k, v in (records[0] if records else {}).items() if isinstance(v, (int, float))},
+            "scale": cfg.scale.name, "scale_caps": caps_record(p.detail["caps"]),
+        })
+        runs.mark_done(run_dir)
+    arts = artifacts(p.run_dir)
+    if cfg.rl.eval_benchmarks:
+        from longcot.stages.sft import evaluate_checkpoint
+
+        arts.summary["eval"] = evaluate_checkpoint(p, list(cfg.rl.eval_benchmarks))
+    return arts
+
+
+def artifacts(run_dir: Path) -> Artifacts:
+    """A finished RL run: its summary, the final actor (``files["model"]``), metrics and plot."""
+    run_dir = Path(run_dir)
+    if not (runs.is_done(run_dir) and (run_dir / SUMMARY).is_file()):
+        raise FileNotFoundError(f"{run_dir}: not a finished RL run (no DONE / summary.json)")
+    files = {"model": run_dir / FINAL_MODEL[NAME], "metrics": run_dir / "metrics.jsonl", "plot": run_dir / "rl_progress.png"}
+    return Artifacts(NAME, run_dir, runs.read_json(run_dir / SUMMARY), files)
+
+
+def report(plans: Sequence[Plan], results: Sequence[Artifacts]) -> None:
+    """Reward, accuracy and length at the first and last step of each RL run."""
+    def fmt(d: dict[str, Any], key: str, pct: bool = False) -> str:
+        v = d.get(key)
+        return "-" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.3g}")
+
+    rows = [(s["model"], s["algorithm"], s["reward"], s["steps"],
+             f"{fmt(s['first'], 'reward')} -> {fmt(s['final'], 'reward')}",
+             f"{fmt(s['first'], 'accuracy', True)} -> {fmt(s['final'], 'accuracy', True)}",
+             f"{fmt(s['first'], 'response_length_mean')} -> {fmt(s['final'], 'response_length_mean')}")
+            for s in (a.summary for a in results)]
+    caps = sorted({str(c) for p in plans for c in p.detail["caps"]})
+    print_table(f"longcot rl (scale={plans[0].cfg.scale.name}{'; capped ' + ', '.join(caps) if caps else ''})",
+                ("model", "algorithm", "reward", "steps", "reward", "accuracy", "mean length"), rows,
+                [f"actor: {a.files['model']}" for a in results])
