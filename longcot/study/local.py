@@ -1,0 +1,94 @@
+"""Run a study's graph on this machine, in dependency order: finished runs (``DONE``) are skipped,
+partial ones resume inside their run directory (each stage's own resume), a failing run is recorded
+(``.local.json``, its log) and every run downstream of it is skipped; the other runs continue."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from longcot.study import records
+from longcot.study.graph import Graph, Node
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalOutcome:
+    """Keys of the runs that were already done, ran now, failed, or were skipped (failed upstream)."""
+
+    done_before: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # key -> error line
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+
+@contextmanager
+def log_to(path: Path) -> Iterator[None]:
+    """Copy every log record of the block into ``path`` (the run's log, named by ``status``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+
+
+def run_node(node: Node) -> None:
+    """Run one stage run in this process (its stage's ``run``: skip if done, else resume/run)."""
+    from longcot.stages import stage_module
+
+    result = stage_module(node.stage).run(node.plan)
+    if not result.done:
+        raise RuntimeError(f"{node.stage} run {node.plan.run_dir} returned without finishing (no DONE)")
+
+
+def run_local(graph: Graph) -> LocalOutcome:
+    """Every run of ``graph`` in dependency order (see the module docstring)."""
+    out = LocalOutcome()
+    blocked: set[str] = set()
+    force = False
+    for node in graph.ordered():
+        plan = node.plan
+        force = bool(plan.cfg.get("force", False))
+        if node.key in blocked:
+            out.skipped.append(node.key)
+            log.warning("skipping %s run %s: an upstream run failed", node.stage, plan.run_dir)
+            continue
+        if plan.done and not force:
+            out.done_before.append(node.key)
+            continue
+        log_path = plan.run_dir / records.LOCAL_LOG
+        log.info("study %s: %s run %s (points: %s)", graph.study.name, node.stage, plan.run_dir, ", ".join(node.points))
+        try:
+            with log_to(log_path):
+                records.write_local(plan.run_dir, "running", log_path)
+                run_node(node)
+        except Exception as exc:  # a failing run must not stop the others
+            line = " ".join(str(exc).split()) or type(exc).__name__
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(traceback.format_exc())
+            records.write_local(plan.run_dir, "failed", log_path, f"{type(exc).__name__}: {line}")
+            log.error("study %s: %s run %s failed: %s (log: %s)", graph.study.name, node.stage, plan.run_dir, line, log_path)
+            out.failed[node.key] = line
+            blocked |= graph.downstream(node.key)
+            continue
+        records.write_local(plan.run_dir, "done", log_path)
+        out.ran.append(node.key)
+    return out

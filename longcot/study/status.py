@@ -1,0 +1,119 @@
+"""``longcot status +experiment=NAME``: grid points x stages, each cell done / running / pending /
+failed, with the SLURM job id and log path; from the ``DONE`` markers, the records of the study
+driver (``.slurm.json``, ``.local.json``) and SLURM (``squeue``, ``sacct``, ``scontrol``)."""
+
+from __future__ import annotations
+
+import fcntl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from longcot.stages.base import LOCK
+from longcot.study import records
+from longcot.study.graph import Graph, Node
+from longcot.study.spec import STAGE_ORDER
+
+STATES = ("done", "running", "pending", "failed")
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A stage run's state, its latest SLURM job (if any), its log and (failed) the reason."""
+
+    state: str
+    job_id: Optional[str] = None
+    log: Optional[str] = None
+    reason: Optional[str] = None
+
+
+def _locked(run_dir: Path) -> bool:
+    """Whether a process holds the run's lock (a local run in progress)."""
+    path = run_dir / LOCK
+    if not path.is_file():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def run_states(graph: Graph) -> dict[str, RunState]:
+    """The state of every run of ``graph``."""
+    from longcot.study.slurm import ACTIVE, job_states, result_of
+
+    jobs = {k: records.slurm_jobs(n.plan.run_dir) for k, n in graph.nodes.items()}
+    slurm = job_states([j[-1]["job_id"] for j in jobs.values() if j])
+    out: dict[str, RunState] = {}
+    for key, node in graph.nodes.items():
+        run_dir = node.plan.run_dir
+        last = jobs[key][-1] if jobs[key] else None
+        local = records.read(run_dir, records.LOCAL)
+        job_id, log = (last["job_id"], last["stdout"]) if last else (None, local and local.get("log"))
+        if node.plan.done:
+            out[key] = RunState("done", job_id, log)
+            continue
+        if last is not None:
+            state = slurm.get(last["job_id"])
+            if state in ACTIVE:
+                out[key] = RunState("pending" if state == "PENDING" else "running", job_id, log, state)
+                continue
+            if state is not None or result_of(last) is not None:
+                why = f"SLURM {state}" if state else "job ended"
+                if result_of(last) == "error":
+                    why = "the stage raised (see the log)"
+                elif state == "CANCELLED" and last.get("dependency"):
+                    why = "cancelled: an upstream job failed"
+                out[key] = RunState("failed", job_id, log, why)
+                continue
+        if _locked(run_dir):
+            out[key] = RunState("running", job_id, log)
+        elif local is not None and local.get("state") == "failed":
+            out[key] = RunState("failed", job_id, log, local.get("error"))
+        else:
+            out[key] = RunState("pending", job_id, log)
+    return out
+
+
+def cell_state(graph: Graph, states: dict[str, RunState], keys: list[str]) -> RunState:
+    """One table cell (several runs for an eval of several benchmarks): the worst state wins."""
+    worst = max((states[k] for k in keys), key=lambda s: ("done", "pending", "running", "failed").index(s.state))
+    return worst
+
+
+def table(graph: Graph) -> tuple[list[str], list[list[str]]]:
+    """The status table: one row per grid point, one column per stage of the study."""
+    states = run_states(graph)
+    stages = [s for s in STAGE_ORDER if any((p.name, s) in graph.cells for p in graph.study.points)]
+    rows = []
+    for point in graph.study.points:
+        row = [point.name]
+        for stage in stages:
+            keys = graph.cells.get((point.name, stage))
+            if not keys:
+                row.append("-")
+                continue
+            st = cell_state(graph, states, keys)
+            text = st.state + (f" [job {st.job_id}]" if st.job_id else "")
+            if st.state == "failed":
+                text += f" ({st.reason}; log: {st.log})"
+            row.append(text)
+        rows.append(row)
+    return ["point", *stages], rows
+
+
+def print_status(graph: Graph) -> dict[str, RunState]:
+    """Print the status table and a per-state count of the unique runs; return every run's state."""
+    from longcot.stages.base import print_table
+
+    columns, rows = table(graph)
+    states = run_states(graph)
+    counts = {s: sum(st.state == s for st in states.values()) for s in STATES}
+    footer = [f"{len(states)} unique stage runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
+    footer += [f"failed: {graph.nodes[k].stage} {graph.nodes[k].plan.run_dir}: {st.reason} (log: {st.log})"
+               for k, st in states.items() if st.state == "failed"]
+    print_table(f"longcot study {graph.study.name}: status", columns, rows, footer)
+    return states
