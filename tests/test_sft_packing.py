@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from longcot.config.schema import ModelConfig
 from longcot.data.toy import toy_problems
+import longcot.training.attention  # noqa: F401  (registers sdpa_varlen)
 from longcot.models.loading import load_model_and_tokenizer
 from longcot.sft.data import IGNORE, SFTExample, tokenize_example
 from longcot.sft.packing import (
@@ -33,7 +34,7 @@ def _examples(tokenizer, n=4):
             for i, p in enumerate(probs)]
 
 
-@pytest.fixture(scope="module", params=["sdpa", "eager"])
+@pytest.fixture(scope="module", params=["sdpa", "eager", "sdpa_varlen"])
 def model_tok(request):
     model, tok = load_model_and_tokenizer(TINY, device="cpu", dtype="float32", attn_implementation=request.param)
     return model, tok, request.param
@@ -68,12 +69,12 @@ def test_targets_are_response_only_and_shifted(model_tok):
 
 
 def test_packed_equals_alone(model_tok):
-    model, tok, _ = model_tok
+    model, tok, attn = model_tok
     samples = _examples(tok)
     batch = pack(samples)
     assert len(set(batch.seq_lens)) == len(samples)
     with torch.no_grad():
-        packed = model(**batch.model_inputs()).logits
+        packed = model(**batch.model_inputs(attn)).logits
         alone = [model(input_ids=torch.tensor([s.input_ids]), use_cache=False).logits for s in samples]
     start = 0
     for s, logits in zip(samples, alone):
@@ -92,7 +93,9 @@ def test_packed_equals_alone(model_tok):
 
 def test_use_cache_on_leaks_across_samples(model_tok):
     """The reason model_inputs passes use_cache=False: the config default (True) silently breaks packing."""
-    model, tok, _ = model_tok
+    model, tok, attn = model_tok
+    if attn == "sdpa_varlen":
+        pytest.skip("sdpa_varlen takes sample boundaries from cu_seq_lens, not from the mask")
     assert model.config.use_cache is True  # the silent default this guards against
     samples = _examples(tok, 2)
     batch = pack(samples)

@@ -15,7 +15,7 @@ SOURCES = ("distill", "dataset")
 OVERLONG = ("drop", "truncate")
 BACKENDS = ("auto", "torch", "deepspeed")
 PRECISIONS = ("auto", "float32", "bf16")
-ATTN = ("sdpa", "eager", "flash_attention_2")
+ATTN = ("auto", "sdpa_varlen", "sdpa", "eager", "flash_attention_2")
 
 
 @dataclass
@@ -66,7 +66,9 @@ class SFTConfig:
     backend: str = "auto"  # auto (deepspeed on >1 GPU when installed, else torch) | torch | deepspeed
     zero_stage: int = 2  # deepspeed: conf/deepspeed/zero<stage>.json
     precision: str = "auto"  # auto: bf16 on GPU (UNVERIFIED: paper recipe), float32 on CPU | float32 | bf16
-    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 (GPU)
+    # auto: flash_attention_2 on GPU when flash_attn is installed, else sdpa_varlen (per-sample causal
+    # sdpa over a packed row, longcot/training/attention.py) | sdpa (dense block-diagonal mask) | eager
+    attn_implementation: str = "auto"
     gradient_checkpointing: bool = False
 
     # --- checkpoints and logging

@@ -12,6 +12,8 @@ How the boundaries are enforced (transformers 5.17, ``masking_utils``):
   ``attention_mask=None`` and ``use_cache=False`` (tested both ways in tests/test_sft_packing.py).
 * flash_attention_2 (GPU): the same flattened row with restarting position ids, plus explicit
   ``cu_seq_lens_q/k`` and ``max_length_q/k`` (the varlen kernel's sample boundaries).
+* sdpa_varlen (:mod:`longcot.training.attention`, CPU): the same ``cu_seq_lens``; each sample's
+  causal block is attended on its own, so the cost is sum(l_i^2) instead of T^2.
 
 The targets are shifted per sample before concatenation (:mod:`longcot.sft.data`), so the last
 position of a sample never predicts the next sample's first token.
@@ -76,7 +78,7 @@ class MicroBatch:
         """Forward kwargs that keep samples apart (see the module doc): no mask, no cache."""
         inputs: dict[str, Any] = {"input_ids": self.input_ids, "position_ids": self.position_ids,
                                   "attention_mask": None, "use_cache": False}
-        if attn_implementation == "flash_attention_2":
+        if attn_implementation in ("flash_attention_2", "sdpa_varlen"):
             cu = torch.tensor([0, *torch.tensor(self.seq_lens).cumsum(0).tolist()], dtype=torch.int32,
                               device=self.input_ids.device)
             inputs.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=max(self.seq_lens),

@@ -78,6 +78,22 @@ def _as_sft_config(sft_cfg: Any) -> "SFTConfig":
     return sft_cfg
 
 
+def resolve_attn(attn: str, device: torch.device) -> str:
+    """``auto``: flash_attention_2 on CUDA when flash_attn is importable, else ``sdpa_varlen``."""
+    import longcot.training.attention  # noqa: F401  (registers sdpa_varlen)
+
+    if attn != "auto":
+        return attn
+    if device.type == "cuda":
+        try:
+            import flash_attn  # noqa: F401
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa_varlen"
+
+
 def engine_config(cfg: "SFTConfig", total_steps: int) -> EngineConfig:
     return EngineConfig(
         learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, adam_betas=(cfg.adam_beta1, cfg.adam_beta2),
@@ -148,8 +164,9 @@ def train(
     torch.manual_seed(cfg.seed)
 
     # Master weights in float32; bf16 compute comes from autocast (torch) or DeepSpeed's bf16 mode.
+    attn = resolve_attn(cfg.attn_implementation, device)
     model, tokenizer = load_model_and_tokenizer(model_cfg, device=str(device), dtype="float32",
-                                                attn_implementation=cfg.attn_implementation)
+                                                attn_implementation=attn)
     data, counts = tokenize_examples(tokenizer, examples, max_length=cfg.max_length, overlong=cfg.overlong)
     plan = step_plan(len(data), cfg.global_batch_sequences, cfg.epochs, cfg.seed)
     total_steps = len(plan)
@@ -173,7 +190,7 @@ def train(
         samples: list[TokenizedExample] = [data[i] for i in indices]
         batches = pack_step(samples, cfg.max_tokens_per_micro_batch)
         lr = engine.lr
-        loss, grad_norm = train_step(engine, batches, attn_implementation=cfg.attn_implementation)
+        loss, grad_norm = train_step(engine, batches, attn_implementation=attn)
         dt = time.perf_counter() - t0
         tokens = sum(b.num_tokens for b in batches)
         record = {

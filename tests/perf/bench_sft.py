@@ -9,7 +9,11 @@ responses: lengths vary ~3x), same optimizer and lr, one epoch, float32, one tor
   the longest (attention_mask), the classic padded loop;
 * trl: ``trl.SFTTrainer`` with ``packing=True`` (BFD, padding-free), ``max_length=--micro-tokens``,
   one packed row per micro-batch, gradient accumulation to ~the same tokens per step,
-  ``completion_only_loss=True``.
+  ``completion_only_loss=True``, transformers' ``sdpa`` (its CPU default);
+* trl+varlen: the same with ``attn_implementation="sdpa_varlen"`` (longcot's per-sample attention;
+  TRL's padding-free collator passes ``cu_seq_lens_q``), which isolates the rest of the loop.
+
+The packed arm uses ``sft.attn_implementation=auto`` = ``sdpa_varlen`` on CPU.
 
 tokens/s counts real (non-pad) tokens over training-loop wall time; each arm runs ``--repeats`` times
 alternately and the best time is kept (the box is shared). Needs ``trl`` (``pip install -e '.[bench]'``;
@@ -39,6 +43,7 @@ from longcot.sft.config import SFTConfig  # noqa: E402
 from longcot.sft.data import IGNORE, toy_examples, tokenize_examples  # noqa: E402
 from longcot.sft.recipe import step_plan, train  # noqa: E402
 from longcot.training.engine import Engine, EngineConfig  # noqa: E402
+import longcot.training.attention  # noqa: E402,F401  (registers sdpa_varlen)
 
 TINY = OmegaConf.structured(ModelConfig(name="tiny", path="tiny"))
 LR = 1e-4
@@ -96,7 +101,7 @@ def run_naive(examples, args) -> dict:
     return {"tokens": real, "loop_s": loop, "padding_fraction": 1 - real / padded, "tokens_per_s": real / loop}
 
 
-def run_trl(examples, args) -> dict | None:
+def run_trl(examples, args, attn: str = "sdpa") -> dict | None:
     try:
         import trl
         from datasets import Dataset
@@ -108,10 +113,8 @@ def run_trl(examples, args) -> dict | None:
 
     tok = load_tokenizer(TINY, padding_side="right")
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(TINY), dtype=torch.float32,
-                                                 attn_implementation="sdpa")
+                                                 attn_implementation=attn)
     rows = [{"prompt": list(e.messages), "completion": [{"role": "assistant", "content": e.response}]} for e in examples]
-    avg = statistics.mean(len(tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=False)) for r in rows[:1])
-    del avg
     with tempfile.TemporaryDirectory() as d:
         # ~ the packed arm's tokens per step: batch x mean length / micro-tokens rows per step
         ours, _ = tokenize_examples(tok, examples, max_length=args.micro_tokens)
@@ -144,13 +147,14 @@ def main() -> None:
     os.environ.setdefault("LONGCOT_CACHE", os.path.expanduser("~/.cache/longcot"))
     torch.set_num_threads(args.threads)
     examples = data(args.examples)
-    results: dict[str, list[dict]] = {"packed": [], "naive": [], "trl": []}
+    results: dict[str, list[dict]] = {"packed": [], "naive": [], "trl": [], "trl+varlen": []}
     for _ in range(args.repeats):
         results["packed"].append(run_packed(examples, args))
         results["naive"].append(run_naive(examples, args))
         r = run_trl(examples, args)
         if r is not None:
             results["trl"].append(r)
+            results["trl+varlen"].append(run_trl(examples, args, attn="sdpa_varlen"))
     best = {k: max(v, key=lambda r: r["tokens_per_s"]) for k, v in results.items() if v}
     print(f"\n{args.examples} examples, {args.batch} seq/step, micro-batch {args.micro_tokens} tokens, "
           f"{args.threads} thread(s), best of {args.repeats}")
@@ -161,6 +165,8 @@ def main() -> None:
     if "trl" in best:
         print(f"packed / TRL SFTTrainer (trl {best['trl']['trl']}, packing=True) = "
               f"{best['packed']['tokens_per_s'] / best['trl']['tokens_per_s']:.2f}x")
+        print(f"packed / TRL SFTTrainer with longcot's sdpa_varlen attention = "
+              f"{best['packed']['tokens_per_s'] / best['trl+varlen']['tokens_per_s']:.2f}x")
     else:
         print("TRL not installed: pip install -e '.[bench]' (in a side venv) for the TRL arm")
     print("all runs:", {k: [round(r["tokens_per_s"]) for r in v] for k, v in results.items()})
