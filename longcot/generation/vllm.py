@@ -23,8 +23,9 @@ CPU engine's settings itself. The KV cache gets ``VLLM_CPU_KVCACHE_SPACE`` GiB (
 :data:`CPU_KV_CACHE_GIB`) as an explicit size, so ``gpu_memory_utilization`` (on CPU the fraction
 of host memory the engine would otherwise reserve) is not used; the model runs eagerly (torch
 compile costs minutes at startup and gains nothing for small models); ``dtype=auto`` is float32 as
-in the HF backend; a head size the CPU attention backend lacks fails before the engine starts; prefill is not chunked
-(vLLM 0.31's CPU runner crashes on a seeded request whose prefill is split across steps).
+in the HF backend; prefill is not chunked (vLLM 0.31's CPU runner crashes on a seeded request whose
+prefill is split across steps). A head size the CPU attention backend lacks, or a model over the HF
+backend's CPU size limit (``model.allow_large_on_cpu``), fails before the engine starts.
 The engine runs in a spawned process, so a script that builds it must be import-safe
 (``if __name__ == "__main__":``).
 
