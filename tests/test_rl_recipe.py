@@ -18,7 +18,7 @@ import torch
 from longcot.config.schema import ModelConfig
 from longcot.data.toy import toy_problems
 from longcot.rl.config import AlgorithmConfig, RLConfig
-from longcot.rl.recipe import FINAL, PLOT, TIMING_KEYS, plan_steps, step_problems, train
+from longcot.rl.recipe import FINAL, PLOT, TIMING_KEYS, is_finished, plan_steps, step_problems, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,8 @@ def test_every_algorithm_runs_on_the_one_loop(name, tmp_path, one_torch_thread):
         # normalisation or whitening, so nothing to learn yet
         assert recs[0]["advantage_mean"] == 0.0 and recs[1]["kl"] == 0.0
     assert (res.final_model / "config.json").is_file() and (res.final_model / "tokenizer_config.json").is_file()
-    assert (tmp_path / name / PLOT).is_file() and (tmp_path / name / "DONE").is_file()
+    assert (tmp_path / name / PLOT).is_file() and is_finished(tmp_path / name)
+    assert not (tmp_path / name / "DONE").exists()  # DONE is the stage's, written after its summary
     again = train(tmp_path / name, model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(4, 0),
                   algorithm=_algo(name), reward=REWARD_2CH, rl=RLConfig(max_steps=2, save_every=1), progress=False)
     assert again.records == recs and again.resumed_from is None
@@ -161,7 +162,7 @@ def test_sigkill_and_relaunch_equals_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert marker.exists(), "the run never reached its step-2 checkpoint"
-    assert not (killed / "DONE").exists(), "the run finished before it could be killed"
+    assert not is_finished(killed), "the run finished before it could be killed"
     out = subprocess.run([sys.executable, str(script), str(killed)], check=True, env=_env(),
                          capture_output=True, text=True, timeout=600)
     resumed = int(out.stdout.split("resumed_from")[-1].strip())

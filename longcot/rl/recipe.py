@@ -21,7 +21,8 @@ length mean/max, truncation ratio, KL, entropy, policy/value loss, clip fraction
 time split generate / reward / update. Checkpoints (actor, critic, optimizers and schedules, RNG,
 step = data position) every ``rl.save_every`` steps via :mod:`longcot.training.checkpoint`; a
 relaunch resumes from the latest one and continues as if uninterrupted. The final actor is written
-in HF format to ``<run_dir>/final/actor``, then ``DONE``.
+in HF format to ``<run_dir>/final/actor`` (an atomic weights-only checkpoint; its ``state.json``
+marks the training finished). ``DONE`` is the caller's (the rl stage writes it after its summary).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import torch
 
-from longcot import runs
 from longcot.rl.config import AlgorithmConfig, RLConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,7 +121,8 @@ def train(
     ``reward``: a reward config (``conf/reward/*``); ``judge``: the verifier's generator when
     ``reward.correctness == "model"``. ``tracker`` may be None. ``vllm_factory(weights_dir)`` builds
     the colocated vLLM generator for ``rl.rollout_backend == "vllm"`` (its weights are then pushed
-    with ``reload_weights`` after every update). A finished ``run_dir`` (``DONE``) returns at once.
+    with ``reload_weights`` after every update). A run whose final actor is written returns at once
+    (its records, nothing retrained).
     """
     from longcot.analysis.reflection import keyword_frequency
     from longcot.data.prompts import chat_prompt
@@ -158,7 +159,7 @@ def train(
         raise ValueError("rl.rollout_backend=vllm needs vllm_factory (builds the colocated vLLM generator)")
     final_dir = run_dir / FINAL / "actor"
     metrics = MetricsLog(run_dir / METRICS, tracker)
-    if runs.is_done(run_dir):
+    if is_finished(run_dir):
         recs = metrics.records()
         return RLResult(run_dir, final_dir, int(recs[-1]["step"]) if recs else 0, recs)
 
@@ -373,11 +374,17 @@ def train(
                     training_state=False)
     records = metrics.records()
     plot_rl_progress(records, run_dir / PLOT, title=f"{algorithm.name} / {reward_cfg.name}")
-    runs.mark_done(run_dir)
     return RLResult(run_dir, final_dir, total_steps, records, resumed)
 
 
 ROLLOUT_WEIGHTS = "rollout_weights"
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether :func:`train` finished in ``run_dir`` (its final actor checkpoint is complete)."""
+    from longcot.training.checkpoint import STATE
+
+    return (Path(run_dir) / FINAL / STATE).is_file()
 
 
 def _export_actor(actor: Any, tokenizer: Any, run_dir: Path) -> Path:
@@ -408,4 +415,4 @@ def _correctness(reward_cfg: Any, problems: Sequence["Problem"], texts: Sequence
     return res.correct
 
 
-__all__ = ["RLResult", "train", "plan_steps", "step_problems", "FINAL", "PLOT", "TIMING_KEYS"]
+__all__ = ["RLResult", "train", "is_finished", "plan_steps", "step_problems", "FINAL", "PLOT", "TIMING_KEYS"]
