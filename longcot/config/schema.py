@@ -12,6 +12,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from longcot.config.fields import at_least, in_range, option, pattern
+from longcot.data.toy import LEVELS as TOY_LEVELS
 
 from longcot.distill.config import DistillConfig
 from longcot.rewards.config import RewardConfig
@@ -95,6 +96,7 @@ class DataConfig:
     id_field: Optional[str] = "unique_id"
     toy_size: int = at_least(1000, 1)  # kind=toy: number of synthetic problems
     toy_seed: int = 0
+    toy_level: str = option("standard", TOY_LEVELS)  # kind=toy: standard | easy (see longcot/data/toy.py)
 
 
 @dataclass
@@ -118,6 +120,7 @@ class BenchmarkConfig:
     prompt_template: str = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
     toy_size: int = at_least(200, 1)
     toy_seed: int = 1
+    toy_level: str = option("standard", TOY_LEVELS)
 
 
 @dataclass

@@ -248,7 +248,7 @@ def data_identity(cfg: Any, what: str) -> dict[str, Any]:
 def load_benchmark(cfg: Any) -> list[Problem]:
     """Problems of a benchmark config (``BenchmarkConfig``), in file order, first ``limit``."""
     if cfg.kind == "toy":
-        problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name)
+        problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name, level=cfg.toy_level)
     else:
         source, where = resolve_source(cfg.path, cfg.shared_file, cfg.dataset_id, "benchmark")
         if source == "file":
@@ -264,7 +264,7 @@ def load_benchmark(cfg: Any) -> list[Problem]:
 def load_prompts(cfg: Any) -> list[Problem]:
     """Training prompts of a data config (``DataConfig``) with reference answers."""
     if cfg.kind == "toy":
-        problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name)
+        problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name, level=cfg.toy_level)
     else:
         source, where = resolve_source(cfg.path, cfg.shared_file, cfg.dataset_id, "data")
         rows = read_records(Path(where)) if source == "file" else _hub_records(where, cfg.dataset_config, cfg.split, "data")

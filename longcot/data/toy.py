@@ -7,8 +7,21 @@ import random
 from longcot.data.records import Problem
 
 
-def toy_expression(rng: random.Random) -> tuple[str, int]:
-    """One problem ``a op b op c`` with a non-negative integer answer."""
+LEVELS = ("standard", "easy")
+
+
+def toy_expression(rng: random.Random, level: str = "standard") -> tuple[str, int]:
+    """One problem ``a op b op c`` with a non-negative integer answer.
+
+    ``standard``: a in 2..60, b in 2..30, c in 2..12, operators + - * (beyond what a ~1M-parameter
+    model learns in minutes: it learns the format, not the arithmetic). ``easy``: three digits 1..9
+    added (answers up to 27; 729 problems): a tiny model can learn it in a CPU demo, and the
+    step-by-step CoT (two single-digit-table lookups) is what makes it learnable."""
+    if level == "easy":
+        a, b, c = rng.randint(1, 9), rng.randint(1, 9), rng.randint(1, 9)
+        return f"{a} + {b} + {c}", a + b + c
+    if level not in LEVELS:
+        raise ValueError(f"toy level {level!r}; valid: {', '.join(LEVELS)}")
     while True:
         a, b, c = rng.randint(2, 60), rng.randint(2, 30), rng.randint(2, 12)
         op1, op2 = rng.choice("+-*"), rng.choice("+*")
@@ -19,14 +32,14 @@ def toy_expression(rng: random.Random) -> tuple[str, int]:
             return latex, value
 
 
-def toy_problems(size: int, seed: int, prefix: str = "toy") -> list[Problem]:
-    """``size`` problems ``Compute a op b op c.`` with integer answers; same seed, same list."""
+def toy_problems(size: int, seed: int, prefix: str = "toy", level: str = "standard") -> list[Problem]:
+    """``size`` problems ``Compute a op b op c.`` with integer answers; same seed (and level), same list."""
     if size < 1:
         raise ValueError(f"toy_size must be >= 1, got {size}")
     rng = random.Random(seed)
     problems = []
     for i in range(size):
-        latex, value = toy_expression(rng)
+        latex, value = toy_expression(rng, level)
         problems.append(
             Problem(id=f"{prefix}-{seed}-{i:05d}", problem=f"Compute ${latex}$.", answer=str(value), kind="toy")
         )

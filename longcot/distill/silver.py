@@ -29,7 +29,7 @@ def load_web_problems(data: Any, silver: Any) -> list[Problem]:
     from longcot.data.toy import toy_problems
 
     if data.kind == "toy":
-        base = toy_problems(data.toy_size, data.toy_seed, prefix=data.name)
+        base = toy_problems(data.toy_size, data.toy_seed, prefix=data.name, level=data.toy_level)
         problems = toy_web_problems(base, silver.toy_noise, silver.toy_missing, seed=data.toy_seed)
     else:
         source, where = resolve_source(data.path, data.shared_file, data.dataset_id, "data")
