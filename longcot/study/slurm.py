@@ -77,6 +77,10 @@ class StageJob:
         import os
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if os.environ.get("SLURM_CPUS_PER_TASK"):  # the CPUs SLURM gave the task, not every core of the node
+            import torch
+
+            torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
         from longcot.study.local import run_node
         from longcot.study.graph import node_key
 

@@ -113,8 +113,22 @@ def hydra_context() -> Iterator[None]:
         yield
 
 
+_COMPOSED: dict[tuple[str, ...], DictConfig] = {}
+
+
 def compose(overrides: Sequence[str]) -> DictConfig:
-    """The root config composed with ``overrides`` (a composition error is a ValueError naming it)."""
+    """The root config composed with ``overrides`` (a composition error is a ValueError naming it).
+    Compositions are cached by their overrides (points often share a stage's overrides); each caller
+    gets its own copy."""
+    import copy
+
+    key = tuple(overrides)
+    if key not in _COMPOSED:
+        _COMPOSED[key] = _compose(key)
+    return copy.deepcopy(_COMPOSED[key])
+
+
+def _compose(overrides: Sequence[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
