@@ -147,3 +147,24 @@ def test_engine_config_errors_and_deepspeed_autofill() -> None:
         assert ds["gradient_clipping"] == 0.5 and ds["zero_allow_untested_optimizer"] is True
         assert ds["bf16"]["enabled"] is True
         assert "auto" not in repr(ds)
+
+
+def test_gradient_checkpointing_and_bf16_autocast() -> None:
+    """Gradient checkpointing (torch.utils.checkpoint via transformers) changes memory, not the math;
+    bf16 autocast runs and stays close to float32 (CPU autocast; on GPU it is the default)."""
+    ref, _ = _engine()
+    model, _ = load_model_and_tokenizer(TINY, device="cpu", dtype="float32")
+    gc = Engine(model, EngineConfig(learning_rate=1e-2, total_steps=10, warmup_ratio=0.2, backend="torch",
+                                    gradient_checkpointing=True))
+    assert gc.module.is_gradient_checkpointing
+    for _ in range(2):
+        (la, na), (lb, nb) = _step(ref), _step(gc)
+        assert lb == pytest.approx(la, rel=1e-6) and nb == pytest.approx(na, rel=1e-5)
+    model, _ = load_model_and_tokenizer(TINY, device="cpu", dtype="float32")
+    bf = Engine(model, EngineConfig(learning_rate=1e-2, total_steps=10, warmup_ratio=0.2, backend="torch",
+                                    precision="bf16"))
+    loss_bf, _ = _step(bf)
+    fresh, _ = _engine()
+    loss_fp, _ = _step(fresh)
+    assert bf.precision == "bf16" and next(bf.module.parameters()).dtype == torch.float32  # fp32 master weights
+    assert loss_bf == pytest.approx(loss_fp, rel=2e-2) and loss_bf != loss_fp
