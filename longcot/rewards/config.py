@@ -90,9 +90,10 @@ class VerifierConfig:
     """
 
     model: str = "qwen2.5-7b-instruct"
-    max_new_tokens: int = 256
+    max_new_tokens: int = 1024  # official judge budget
     last_lines: int = 20
     temperature: float = 0.0  # greedy
+    prompt: str = "official"  # official (step by step, then "Judgement: ...") | concise (one verdict line)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -106,6 +107,10 @@ class VerifierConfig:
             raise ValueError(f"reward.verifier.last_lines must be >= 1, got {self.last_lines}")
         if self.temperature < 0:
             raise ValueError(f"reward.verifier.temperature must be >= 0, got {self.temperature}")
+        from longcot.rewards.verifier import JUDGE_STYLES
+
+        if self.prompt not in JUDGE_STYLES:
+            raise ValueError(f"reward.verifier.prompt: unknown value {self.prompt!r}; valid: {', '.join(JUDGE_STYLES)}")
         return self
 
 

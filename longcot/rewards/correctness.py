@@ -56,6 +56,6 @@ def score_correctness(
     judgements = judge_batch(
         judge, problems, references, responses,
         last_lines=v.last_lines, max_new_tokens=v.max_new_tokens, temperature=v.temperature,
-        progress=progress,
+        style=v.prompt, progress=progress,
     )
     return CorrectnessResult(correct=[j == "correct" for j in judgements], judgements=judgements)
