@@ -76,7 +76,8 @@ def test_classic_values():
 def test_model_verifier():
     cfg = to_reward_config(_load("model_verifier"))
     assert (cfg.kind, cfg.correctness) == ("classic", "model")
-    assert cfg.verifier == VerifierConfig(model="qwen2.5-7b-instruct", max_new_tokens=256, last_lines=20, temperature=0.0)
+    assert cfg.verifier == VerifierConfig(model="qwen2.5-7b-instruct", max_new_tokens=1024, last_lines=20, temperature=0.0,
+                                          prompt="official")  # the official judge (reward/judge.py)
     model_yaml = CONF / "model" / f"{cfg.verifier.model}.yaml"
     assert model_yaml.exists()
     assert OmegaConf.load(model_yaml).path == "Qwen/Qwen2.5-7B-Instruct"
