@@ -177,8 +177,15 @@ def train(
     metrics = MetricsLog(run_dir / METRICS, tracker, enabled=dist.is_main)
     start = 0
     ckpt = latest_checkpoint(run_dir)
+    layout = {"examples": len(data), "total_steps": total_steps, "global_batch_sequences": cfg.global_batch_sequences,
+              "seed": cfg.seed}
     if ckpt is not None:
-        start = int(load_checkpoint(ckpt, {MODEL: engine})["step"])
+        meta = load_checkpoint(ckpt, {MODEL: engine})
+        saved = {k: meta["state"].get(k) for k in layout}
+        if saved != layout:
+            raise ValueError(f"{ckpt} was written by a run with a different data layout {saved}; this run has "
+                             f"{layout}: use a new run directory (or the same data and sft.* settings)")
+        start = int(meta["step"])
         log.info("resumed from %s (step %d of %d)", ckpt, start, total_steps)
     metrics.truncate(start)  # drop records a killed run logged after its last checkpoint
 
@@ -214,7 +221,7 @@ def train(
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
         if cfg.save_every_steps and (step + 1) % cfg.save_every_steps == 0 and step + 1 < stop:
             save_checkpoint(run_dir, {MODEL: engine}, step=step + 1, keep_last=cfg.keep_last,
-                            state={"epoch": epoch, "examples": len(data)})
+                            state={**layout, "epoch": epoch})
     bar.close()
 
     records = metrics.records() if dist.is_main else []
