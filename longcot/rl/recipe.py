@@ -100,6 +100,25 @@ def _seed_of(*parts: Any) -> int:
     return prompt_seed(0, ":".join(str(p) for p in parts)) % (2**62)
 
 
+def check_settings(algorithm: AlgorithmConfig, rl: RLConfig, reward: Any) -> Any:
+    """Every RL setting checked together (the rl stage's plan calls this before anything runs);
+    returns the typed reward config. PPO with reward channels of different gammas needs lambda = 1,
+    as the official multi-gamma code asserts."""
+    from longcot.rewards.channels import reward_channels
+    from longcot.rewards.config import to_reward_config
+
+    algorithm.validate()
+    rl.validate()
+    reward_cfg = to_reward_config(reward)
+    gammas = [c.gamma for c in reward_channels(reward_cfg)]
+    if algorithm.advantage == "gae" and len(set(gammas)) > 1 and algorithm.lam != 1.0:
+        raise ValueError(
+            f"algorithm.lam={algorithm.lam}: reward {reward_cfg.name!r} has channels with different gammas "
+            f"{gammas}; PPO with several gammas needs algorithm.lam=1 (as the official code asserts)"
+        )
+    return reward_cfg
+
+
 def train(
     run_dir: Path,
     *,
@@ -143,16 +162,9 @@ def train(
     from longcot.training.metrics import METRICS, MetricsLog, progress_bar
 
     run_dir = Path(run_dir)
-    algorithm.validate()
-    rl.validate()
-    reward_cfg = to_reward_config(reward)
+    reward_cfg = check_settings(algorithm, rl, reward)
     channels = reward_channels(reward_cfg)
     gammas = [c.gamma for c in channels]
-    if algorithm.advantage == "gae" and len(set(gammas)) > 1 and algorithm.lam != 1.0:
-        raise ValueError(
-            f"algorithm.lam={algorithm.lam}: reward {reward_cfg.name!r} has channels with different gammas "
-            f"{gammas}; PPO with several gammas needs algorithm.lam=1 (as the official code asserts)"
-        )
     if reward_cfg.correctness == "model" and judge is None:
         raise ValueError(f"reward {reward_cfg.name!r} takes correctness from the model verifier; pass judge=<its Generator>")
     if rl.rollout_backend == "vllm" and vllm_factory is None:
@@ -415,4 +427,4 @@ def _correctness(reward_cfg: Any, problems: Sequence["Problem"], texts: Sequence
     return res.correct
 
 
-__all__ = ["RLResult", "train", "is_finished", "plan_steps", "step_problems", "FINAL", "PLOT", "TIMING_KEYS"]
+__all__ = ["RLResult", "check_settings", "train", "is_finished", "plan_steps", "step_problems", "FINAL", "PLOT", "TIMING_KEYS"]

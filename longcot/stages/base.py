@@ -203,6 +203,21 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
         console.print(line)
 
 
+def identity_device(cfg: DictConfig) -> str:
+    """The device a run's generation uses, for its identity (CPU and CUDA kernels sample differently):
+    an explicit ``generation.device`` as set (``cuda:1`` -> ``cuda``); ``auto`` resolves from the
+    cluster the run goes to (SLURM: ``cuda`` when ``cluster.gpus_per_node`` > 0), else from this
+    machine. It never imports an engine, so a login node plans the identities a GPU node will run."""
+    device = str(cfg.generation.device).split(":")[0]
+    if device != "auto":
+        return device
+    if cfg.cluster.name == "slurm":
+        return "cuda" if cfg.cluster.gpus_per_node > 0 else "cpu"
+    from longcot.models.loading import resolve_device
+
+    return resolve_device("auto").split(":")[0]
+
+
 # --------------------------------------------------------------------------- the model a stage reads
 TRAINING_STAGES = ("sft", "rl")
 # a training stage's final HF checkpoint, relative to its run directory

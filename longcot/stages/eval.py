@@ -31,8 +31,8 @@ from longcot.data.prompts import chat_prompt
 from longcot.generation.base import Completion, SamplingParams, prompt_seed
 from longcot.grading import extract_answer
 from longcot.grading.by_kind import grade_batch
-from longcot.stages.base import (Artifacts, Plan, model_at_run, model_identity, print_table, running,
-                                 tracking, warn_notes)
+from longcot.stages.base import (Artifacts, Plan, identity_device, model_at_run, model_identity, print_table,
+                                 running, tracking, warn_notes)
 
 log = logging.getLogger(__name__)
 NAME = "eval"
@@ -81,15 +81,14 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
     to), the sampling settings and problem limit as capped by the scale, the benchmark data actually
     read, and the grading/analysis settings."""
     from longcot.data.loading import data_identity
-    from longcot.models.loading import resolve_device
 
     caps: list[Cap] = []
     params = sampling_params(cfg, caps)
     bench = cfg.benchmark.copy()
     bench.limit = capped("benchmark.limit", bench.limit, cfg.scale.max_problems, caps)
     gen = {k: cfg.generation[k] for k in GENERATION_KEYS}
-    if cfg.generation.backend == "hf":  # sampling streams differ between CPU and CUDA
-        gen["device"] = resolve_device(cfg.generation.device).split(":")[0]
+    if cfg.generation.backend != "synthetic":  # sampling streams differ between CPU and CUDA
+        gen["device"] = identity_device(cfg)
     identity = {
         "model": model_identity(cfg.model, upstream),
         "generation": gen,

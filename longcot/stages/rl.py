@@ -56,12 +56,11 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
     """Identity and directory of an RL run; the scale caps prompts, response length and steps."""
     from longcot.data.loading import data_identity
     from longcot.rl.config import AlgorithmConfig, RLConfig
+    from longcot.rl.recipe import check_settings
 
-    algorithm = _typed(cfg.algorithm, AlgorithmConfig).validate()
-    rl = _typed(cfg.rl, RLConfig).validate()
-    from longcot.rewards.config import to_reward_config
-
-    reward = to_reward_config(cfg.reward)
+    algorithm = _typed(cfg.algorithm, AlgorithmConfig)
+    rl = _typed(cfg.rl, RLConfig)
+    reward = check_settings(algorithm, rl, cfg.reward)
     upstream = tuple(upstream)
     if rl.from_sft and not any(p.stage == "sft" for p in upstream):
         upstream = (*upstream, sft_upstream(cfg))
