@@ -1,8 +1,9 @@
 """Every paper experiment (``experiments/<name>.yaml``, a study) gives each stage run the official
 hyperparameters of eddycmu/demystify-long-cot, and its chains plan (distill -> sft -> rl -> eval).
 
-Each stage config is composed the way the study driver composes it (``longcot/study/spec.py``):
-``+experiment=NAME``, ``study.base``, ``study.stages[S]``, ``point[S]``, ``stage=S`` (later wins).
+Each stage config is composed by the study driver's own code (``longcot.study.spec.compose_stage``:
+``+experiment=NAME``, ``study.base``, ``study.stages[S]``, ``point[S]``, ``stage=S``, later wins) and
+each chain planned by it (``longcot.study.graph.plan_point``).
 The expected values are transcribed from the official scripts (paths in each experiment file) and
 checked against the COMPOSED config, so a wrong option file, a wrong override or a wrong default all
 fail here. Cosine end points are checked through the official parameterisation
@@ -18,53 +19,48 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from longcot.config.loading import CONF_DIR
-from longcot.config.schema import register_configs
-from longcot.config.validate import validate
+from longcot.study.spec import STAGE_ORDER
 
-register_configs()
 REPO = Path(__file__).resolve().parents[1]
-STAGE_ORDER = ("distill", "sft", "rl", "eval")
 STUDIES = ("fig1_sft_scaling", "table1_emergent_vs_constructed", "sec4_classic_baseline", "sec4_cosine_vs_classic",
            "sec4_context_window", "sec4_reward_hparams", "table5_discount", "table2_webinstruct_mix",
            "table3_verifier_filtering", "table4_qwen_direct_rl")
 
 
 # --------------------------------------------------------------------------- composition
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output root of every study in this module (planning must write nothing under it)."""
+    return tmp_path_factory.mktemp("study-plans")
+
+
 @lru_cache(maxsize=None)
-def _compose(overrides: tuple[str, ...]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    validate(cfg)
-    return cfg
+def study(name: str, root: Path) -> Any:
+    """The study as the driver loads it (``longcot.study.spec.load_study``)."""
+    from longcot.study.spec import load_study
+
+    return load_study([f"+experiment={name}", f"output_root={root}"])
 
 
-def _study(name: str) -> DictConfig:
-    return _compose((f"+experiment={name}",)).study
+def stage_runs(name: str, stage: str, root: Path) -> dict[str, DictConfig]:
+    """Every point's config of ``stage`` exactly as the study driver composes it (``compose_stage``:
+    the experiment, ``study.base``, ``study.stages[S]``, the point's overrides, ``stage=S``; validated)."""
+    from longcot.study.spec import compose_stage
+
+    s = study(name, root)
+    return {p.name: compose_stage(s, p, stage) for p in s.points if stage in p.stages}
 
 
-def _points(name: str) -> dict[str, dict[str, list[str]]]:
-    study = _study(name)
-    return {str(p.name): {s: list(p[s]) for s in STAGE_ORDER if s in p} for p in study.points}
+@lru_cache(maxsize=None)
+def chain_plans(name: str, point: str, root: Path) -> dict[str, list[Any]]:
+    """The plans of ``point``'s chain as the driver plans them (``longcot.study.graph.plan_point``:
+    each stage's upstream is the nearest earlier stage of the point; nothing is written)."""
+    from longcot.study.graph import plan_point
 
-
-def _overrides(name: str, point: str, stage: str) -> tuple[str, ...]:
-    study = _study(name)
-    return (f"+experiment={name}", *study.base, *study.stages.get(stage, []), *_points(name)[point][stage],
-            f"stage={stage}")
-
-
-def stage_cfg(name: str, point: str, stage: str) -> DictConfig:
-    """The config the study driver gives ``stage`` of ``point``."""
-    return _compose(_overrides(name, point, stage))
-
-
-def stage_runs(name: str, stage: str) -> dict[str, DictConfig]:
-    """Every point's config of ``stage`` (points that run it)."""
-    return {p: stage_cfg(name, p, stage) for p, chain in _points(name).items() if stage in chain}
+    s = study(name, root)
+    return {plans[0].stage: plans for plans in plan_point(s, s.point(point))}
 
 
 def official_cosine(min_wrong: float, max_wrong: float, min_correct: float, max_correct: float,
@@ -145,30 +141,6 @@ SHORT_TEACHER = {"teacher": "qwen2.5-math-72b-instruct", "temperature": 0.7, "to
 EVAL_FOUR = {"benchmark.name": "math500", "eval.benchmarks": ["aime24", "theoremqa", "mmlu_pro_1k"],
              "benchmark.temperature": 0.7, "benchmark.top_p": 0.95, "benchmark.max_new_tokens": 16384,
              "scale.name": "full"}
-
-
-@lru_cache(maxsize=None)
-def chain_plans(name: str, point: str, root: Path) -> dict[str, list[Any]]:
-    """Plan ``point``'s chain as the study driver does: each stage's upstream is the nearest earlier
-    stage of the point (nothing is written; cached per root)."""
-    from longcot.stages import plan_all
-
-    plans: dict[str, list[Any]] = {}
-    upstream: tuple[Any, ...] = ()
-    for stage in STAGE_ORDER:
-        if stage not in _points(name)[point]:
-            continue
-        cfg = stage_cfg(name, point, stage).copy()
-        cfg.output_root = str(root)
-        plans[stage] = plan_all(cfg, upstream)
-        upstream = (plans[stage][0],)
-    return plans
-
-
-@pytest.fixture(scope="module")
-def plan_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One output root for every chain planned in this module (plans are cached per root)."""
-    return tmp_path_factory.mktemp("study-plans")
 
 
 # --------------------------------------------------------------------------- per-study expectations
@@ -275,32 +247,31 @@ def test_every_study_file_is_listed() -> None:
     assert set(STUDIES) <= files and set(EXPECTED_POINTS) == set(STUDIES)
 
 
-@pytest.mark.parametrize("study", STUDIES)
-def test_study_points_and_chains(study: str) -> None:
-    points = _points(study)
-    assert list(points) == EXPECTED_POINTS[study]
-    s = _study(study)
-    assert s.name == study and s.description and list(s.base) == ["data=math_train"]
-    for name, chain in points.items():
-        assert list(chain) == [st for st in STAGE_ORDER if st in chain], f"{study}/{name}: stages out of order"
-        assert chain.get("eval") is not None, f"{study}/{name}: every point ends with an eval"
-        assert ("rl" in chain) == (name.endswith("-rl") or study.startswith("sec4") or study in
-                                   ("table5_discount", "table3_verifier_filtering")), f"{study}/{name}"
+@pytest.mark.parametrize("name", STUDIES)
+def test_study_points_and_chains(name: str, root: Path) -> None:
+    s = study(name, root)
+    points = {p.name: p.stages for p in s.points}
+    assert list(points) == EXPECTED_POINTS[name]
+    assert s.name == name and s.description and list(s.base) == ["data=math_train"]
+    for point, chain in points.items():
+        assert list(chain) == [st for st in STAGE_ORDER if st in chain], f"{name}/{point}: stages out of order"
+        assert list(chain)[-1] == "eval", f"{name}/{point}: every point ends with an eval"
+        assert ("rl" in chain) == (point.endswith("-rl") or name.startswith("sec4") or name in
+                                   ("table5_discount", "table3_verifier_filtering")), f"{name}/{point}"
 
 
-@pytest.mark.parametrize("study,stage", CELLS)
-def test_stage_runs_get_the_official_settings(study: str, stage: str) -> None:
-    runs = stage_runs(study, stage)
-    for point, cfg in runs.items():
-        assert_keys(cfg, expected(study, point, stage), f"{study}/{point}/{stage}")
+@pytest.mark.parametrize("name,stage", CELLS)
+def test_stage_runs_get_the_official_settings(name: str, stage: str, root: Path) -> None:
+    for point, cfg in stage_runs(name, stage, root).items():
+        assert_keys(cfg, expected(name, point, stage), f"{name}/{point}/{stage}")
         assert cfg.stage.name == stage
 
 
-@pytest.mark.parametrize("study", STUDIES)
-def test_distill_teachers_sample_with_the_paper_settings(study: str) -> None:
+@pytest.mark.parametrize("name", STUDIES)
+def test_distill_teachers_sample_with_the_paper_settings(name: str, root: Path) -> None:
     from longcot.distill.sampling import teacher_plan
 
-    for point, cfg in stage_runs(study, "distill").items():
+    for point, cfg in stage_runs(name, "distill", root).items():
         tp = teacher_plan(cfg)
         if point.startswith("short"):
             want = SHORT_TEACHER
@@ -316,7 +287,7 @@ def test_distill_teachers_sample_with_the_paper_settings(study: str) -> None:
             assert cfg.distill.mode == "sample" and cfg.data.name == "math_train"
         got = {"teacher": tp.teacher, "temperature": tp.params.temperature, "top_p": tp.params.top_p,
                "max_new_tokens": tp.params.max_new_tokens, "ns": tuple(tp.ns)}
-        assert got == want, f"{study}/{point}: {got}"
+        assert got == want, f"{name}/{point}: {got}"
 
 
 def official_reward(spec: tuple, correct: bool, gen_len: int, max_len: int) -> float:
@@ -332,33 +303,33 @@ def official_reward(spec: tuple, correct: bool, gen_len: int, max_len: int) -> f
     return lo + 0.5 * (hi - lo) * (1.0 + math.cos(math.pi * gen_len / max_len))
 
 
-@pytest.mark.parametrize("study", [s for s in STUDIES if s not in ("table2_webinstruct_mix",)])
-def test_rl_correctness_reward_equals_the_official_reward(study: str) -> None:
+@pytest.mark.parametrize("name", [s for s in STUDIES if s != "table2_webinstruct_mix"])
+def test_rl_correctness_reward_equals_the_official_reward(name: str, root: Path) -> None:
     """Our reward of the composed config, at the generation limit the run uses, equals the official
     formula with the script's flags (a swapped end point or a wrong T fails)."""
     from longcot.rewards.channels import ScoredSample, correctness_rewards
     from longcot.rewards.config import to_reward_config
 
-    for point, cfg in stage_runs(study, "rl").items():
-        spec = rl_reward_spec(study, point)
+    for point, cfg in stage_runs(name, "rl", root).items():
+        spec = rl_reward_spec(name, point)
         T = int(cfg.algorithm.max_new_tokens)
         reward = to_reward_config(cfg.reward)
         lengths = [1, T // 4, T // 2, (3 * T) // 4, T - 17, T - 16, T]
         samples = [ScoredSample([0] * n, ok, T) for n in lengths for ok in (True, False)]
         ours = correctness_rewards(reward, samples)
         want = [official_reward(spec, ok, n, T) for n in lengths for ok in (True, False)]
-        assert list(map(float, ours)) == pytest.approx(want, abs=1e-9), f"{study}/{point}"
+        assert list(map(float, ours)) == pytest.approx(want, abs=1e-9), f"{name}/{point}"
 
 
-@pytest.mark.parametrize("study", STUDIES)
-def test_paper_numbers_are_sourced_or_empty(study: str) -> None:
+@pytest.mark.parametrize("name", STUDIES)
+def test_paper_numbers_are_sourced_or_empty(name: str, root: Path) -> None:
     """Only Fig. 1's public statements carry numbers; every other paper value is null (to copy from the PDF)."""
-    paper = OmegaConf.to_container(_study(study).paper, resolve=True)
-    assert set(paper) == set(EXPECTED_POINTS[study])
+    paper = study(name, root).paper
+    assert set(paper) == set(EXPECTED_POINTS[name])
     values = {(p, k): v for p, metrics in paper.items() for k, v in metrics.items()}
     assert all(v is None or isinstance(v, float) for v in values.values())
     numbers = {key: v for key, v in values.items() if v is not None}
-    if study != "fig1_sft_scaling":
+    if name != "fig1_sft_scaling":
         assert numbers == {}
         return
     want = {("long-n256", "math500_gt"): 70.0, **{(f"short-n{n}", "math500_lt"): 55.0 for n in (32, 64, 128, 256)},
@@ -370,44 +341,42 @@ def test_paper_numbers_are_sourced_or_empty(study: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("study", STUDIES)
-def test_every_chain_plans_and_shares_its_upstream(study: str, plan_root: Path) -> None:
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_chain_plans_and_reads_its_upstream(name: str, root: Path) -> None:
     """Each point's chain plans (sft.subset names a dataset its distill run builds, RL starts from the
     SFT run, eval reads the last checkpoint) without writing anything."""
-    pytest.importorskip("longcot.stages.rl")
-    for point in _points(study):
-        plans = chain_plans(study, point, plan_root)
+    for point in EXPECTED_POINTS[name]:
+        plans = chain_plans(name, point, root)
         stages = list(plans)
         for before, after in zip(stages, stages[1:]):
             for p in plans[after]:
-                assert [u.run_id for u in p.upstream] == [plans[before][0].run_id], f"{study}/{point}/{after}"
+                assert [u.run_id for u in p.upstream] == [plans[before][0].run_id], f"{name}/{point}/{after}"
         if "eval" in plans:
             assert sorted(p.cfg.benchmark.name for p in plans["eval"]) == ["aime24", "math500", "mmlu_pro_1k", "theoremqa"]
-    assert not any(plan_root.iterdir())
+    assert not any(root.iterdir())
 
 
 @pytest.mark.slow
-def test_shared_work_is_one_run_across_points_and_studies(plan_root: Path) -> None:
+def test_shared_work_is_one_run_across_points_and_studies(root: Path) -> None:
     """Fig. 1 is 2 distillations, 9 SFT and 9 RL runs, 18 checkpoints x 4 benchmarks; the §4 starting SFT
     (long CoT, N=32) is ONE run in every study that uses it, and so is the §4-default PPO from it."""
-    pytest.importorskip("longcot.stages.rl")
     ids: dict[str, set[str]] = {}
-    for point in _points("fig1_sft_scaling"):
-        for stage, plans in chain_plans("fig1_sft_scaling", point, plan_root).items():
+    for point in EXPECTED_POINTS["fig1_sft_scaling"]:
+        for stage, plans in chain_plans("fig1_sft_scaling", point, root).items():
             ids.setdefault(stage, set()).update(p.run_id for p in plans)
     assert {k: len(v) for k, v in ids.items()} == {"distill": 2, "sft": 9, "rl": 9, "eval": 18 * 4}
 
-    def run_id(study: str, point: str, stage: str) -> str:
-        return chain_plans(study, point, plan_root)[stage][0].run_id
+    def run_id(name: str, point: str, stage: str) -> str:
+        return chain_plans(name, point, root)[stage][0].run_id
 
     sft = run_id("fig1_sft_scaling", "long-n32", "sft")
-    for study, point in [("table1_emergent_vs_constructed", "emergent"), ("sec4_classic_baseline", "llama-classic"),
+    for name, point in [("table1_emergent_vs_constructed", "emergent"), ("sec4_classic_baseline", "llama-classic"),
                          ("sec4_cosine_vs_classic", "classic"), ("sec4_context_window", "ctx-4k"),
                          ("sec4_reward_hparams", "reward-A"), ("table5_discount", "gamma-99_99"),
                          ("table2_webinstruct_mix", "math"), ("table3_verifier_filtering", "rule-unfiltered")]:
-        assert run_id(study, point, "sft") == sft, f"{study}/{point}"
+        assert run_id(name, point, "sft") == sft, f"{name}/{point}"
     rl = run_id("fig1_sft_scaling", "long-n32-rl", "rl")
     assert run_id("table1_emergent_vs_constructed", "emergent-rl", "rl") == rl
     assert run_id("sec4_cosine_vs_classic", "cosine-reppen", "rl") == rl
     assert run_id("table4_qwen_direct_rl", "sft", "sft") == run_id("sec4_classic_baseline", "qwen-classic", "sft")
-    assert not any(plan_root.iterdir())
+    assert not any(root.iterdir())
