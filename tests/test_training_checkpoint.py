@@ -131,6 +131,7 @@ def test_final_export_loads_with_from_pretrained(tmp_path: Path) -> None:
     for k, v in model.state_dict().items():
         assert torch.equal(v, engine.module.state_dict()[k]), k
     assert tok2.chat_template == tok.chat_template
+    assert model.config.use_cache is True and engine.module.config.use_cache is False
     with pytest.raises(ValueError, match="weights-only"):
         load_checkpoint(path, {"model": engine})
 

@@ -92,7 +92,13 @@ def export_hf(engine: "Engine", out_dir: Path, tokenizer: Any = None) -> None:
     if not detect().is_main:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
-    engine.module.save_pretrained(out_dir, state_dict=state_dict)
+    config = engine.module.config
+    training_use_cache = getattr(config, "use_cache", None)
+    config.use_cache = True  # the engine turns the KV cache off for training; a saved model generates with it
+    try:
+        engine.module.save_pretrained(out_dir, state_dict=state_dict)
+    finally:
+        config.use_cache = training_use_cache
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
 
