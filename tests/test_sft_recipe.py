@@ -26,10 +26,29 @@ def _cfg(**kw) -> SFTConfig:
     return SFTConfig(**{**base, **kw})
 
 
+class RecordingTracker:
+    """Stands in for longcot.tracking.Tracker (same log/summary interface) and keeps what it gets."""
+
+    def __init__(self) -> None:
+        self.logged: list[tuple[int, dict]] = []
+        self.summaries: list[dict] = []
+
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        self.logged.append((step, metrics))
+
+    def summary(self, metrics: dict) -> None:
+        self.summaries.append(metrics)
+
+
 def test_records_final_skip_and_layout_guard(tmp_path: Path) -> None:
     run = tmp_path / "run"
     ex = toy_examples(10, 0)  # 3 steps per epoch (4, 4, 2); max_steps=3 stops at the end of epoch 1
-    result = train(ex, TINY, _cfg(), run, progress=False)
+    tracker = RecordingTracker()
+    result = train(ex, TINY, _cfg(), run, tracker=tracker, progress=False)
+    assert [s for s, _ in tracker.logged] == [1, 2, 3]
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "train/padding_fraction",
+            "train/epoch"} <= tracker.logged[0][1].keys()
+    assert tracker.summaries[-1]["sft/final_loss"] == result["metrics"]["final_loss"]
     assert result["steps"] == 3 and result["total_steps"] == 6
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2, 3] and [r["sequences"] for r in recs] == [4, 4, 2]
