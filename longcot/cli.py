@@ -3,7 +3,8 @@
     longcot                                   # the embedded CPU default (tiny model, eval)
     longcot model=qwen2.5-math-7b generation=vllm benchmark=aime24
     longcot +experiment=NAME                  # an ablation grid from experiments/
-    longcot -m +experiment=NAME cluster=slurm # fan the grid out to SLURM via submitit
+    longcot -m +experiment=NAME cluster=slurm # a study: its stage graph, each stage run a SLURM job
+    longcot status +experiment=NAME           # a study's points x stages; collect: its results
 
 Config errors (an unknown key, value or option) exit 2 with one line naming the key; errors while
 running (a malformed data line, a missing model) exit 1 with one line. ``HYDRA_FULL_ERROR=1`` or
@@ -60,4 +61,9 @@ def _main(cfg: DictConfig) -> object:
 
 
 def main() -> None:
+    from longcot.study.cli import maybe_study
+
+    code = maybe_study(sys.argv[1:])  # a study (+experiment=NAME with study.name), status or collect
+    if code is not None:
+        sys.exit(code)
     _main()
