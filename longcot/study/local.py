@@ -1,6 +1,6 @@
 """Run a study's graph on this machine, in dependency order: finished runs (``DONE``) are skipped,
 partial ones resume inside their run directory (each stage's own resume), a failing run is recorded
-(``.local.json``, its log) and every run downstream of it is skipped; the other runs continue."""
+(``local.json`` and its log, see :mod:`longcot.study.records`) and every run downstream of it is skipped; the other runs continue."""
 
 from __future__ import annotations
 
@@ -63,7 +63,6 @@ def run_local(graph: Graph) -> LocalOutcome:
     """Every run of ``graph`` in dependency order (see the module docstring)."""
     out = LocalOutcome()
     blocked: set[str] = set()
-    force = False
     for node in graph.ordered():
         plan = node.plan
         force = bool(plan.cfg.get("force", False))
@@ -74,21 +73,21 @@ def run_local(graph: Graph) -> LocalOutcome:
         if plan.done and not force:
             out.done_before.append(node.key)
             continue
-        log_path = plan.run_dir / records.LOCAL_LOG
+        log_path = records.local_log(plan)
         log.info("study %s: %s run %s (points: %s)", graph.study.name, node.stage, plan.run_dir, ", ".join(node.points))
         try:
             with log_to(log_path):
-                records.write_local(plan.run_dir, "running", log_path)
+                records.write_local(plan, "running")
                 run_node(node)
         except Exception as exc:  # a failing run must not stop the others
             line = " ".join(str(exc).split()) or type(exc).__name__
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(traceback.format_exc())
-            records.write_local(plan.run_dir, "failed", log_path, f"{type(exc).__name__}: {line}")
+            records.write_local(plan, "failed", f"{type(exc).__name__}: {line}")
             log.error("study %s: %s run %s failed: %s (log: %s)", graph.study.name, node.stage, plan.run_dir, line, log_path)
             out.failed[node.key] = line
             blocked |= graph.downstream(node.key)
             continue
-        records.write_local(plan.run_dir, "done", log_path)
+        records.write_local(plan, "done")
         out.ran.append(node.key)
     return out

@@ -3,7 +3,7 @@
 its downstream), so SLURM schedules the graph and nothing runs twice. The submitting process returns
 once everything is submitted.
 
-* A run already ``DONE`` is not submitted; a run whose recorded job (``.slurm.json``) is still queued
+* A run already ``DONE`` is not submitted; a run whose recorded job (``slurm.json``, see :mod:`longcot.study.records`) is still queued
   or running is not submitted again: its job id serves as the dependency of its downstream.
 * Preemption / time limit: the job is a checkpointable callable (``checkpoint`` returns a
   ``DelayedSubmission`` of itself) with ``max_num_timeout`` > 0, so submitit requeues it on USR2; an
@@ -103,7 +103,7 @@ def _forced_again(plan: Plan) -> bool:
     """``force=true`` redoes a DONE run once: not when its DONE is newer than this job's submission."""
     if not plan.cfg.get("force", False):
         return False
-    jobs = records.slurm_jobs(plan.run_dir)
+    jobs = records.slurm_jobs(plan)
     submitted = jobs[-1]["submitted_at"] if jobs else 0.0
     return (plan.run_dir / "DONE").stat().st_mtime < submitted
 
@@ -196,7 +196,7 @@ def _executor(folder: Path, res: StudyResources, name: str, dependency: list[str
 def submit(graph: Graph) -> Submission:
     """Submit every run of ``graph`` that is neither DONE nor queued/running, in dependency order."""
     sub = Submission()
-    recorded = {n.key: records.slurm_jobs(n.plan.run_dir) for n in graph.nodes.values()}
+    recorded = {n.key: records.slurm_jobs(n.plan) for n in graph.nodes.values()}
     last_ids = [jobs[-1]["job_id"] for jobs in recorded.values() if jobs]
     states = job_states(last_ids)
     folder = Path(graph.study.output_root).resolve() / "studies" / graph.study.name / "submitit" / "%j"
@@ -215,7 +215,7 @@ def submit(graph: Graph) -> Submission:
         job = ex.submit(StageJob(plan))
         sub.submitted[node.key] = str(job.job_id)
         paths = job.paths
-        records.add_slurm_job(plan.run_dir, {"job_id": str(job.job_id), "stage": node.stage, "study": graph.study.name,
+        records.add_slurm_job(plan, {"job_id": str(job.job_id), "stage": node.stage, "study": graph.study.name,
                                              "points": list(node.points), "dependency": deps,
                                              "stdout": str(paths.stdout), "stderr": str(paths.stderr),
                                              "result": str(paths.result_pickle)})
@@ -229,7 +229,7 @@ def wait(graph: Graph, timeout_s: float = 600.0, poll_s: float = 2.0) -> dict[st
     last job's state per run key."""
     t0 = time.monotonic()
     while True:
-        last = {n.key: records.slurm_jobs(n.plan.run_dir) for n in graph.nodes.values()}
+        last = {n.key: records.slurm_jobs(n.plan) for n in graph.nodes.values()}
         ids = {k: jobs[-1]["job_id"] for k, jobs in last.items() if jobs}
         states = job_states(list(ids.values()))
         now = {k: states.get(j, "UNKNOWN") for k, j in ids.items()}

@@ -118,8 +118,8 @@ _COMPOSED: dict[tuple[str, ...], DictConfig] = {}
 
 def compose(overrides: Sequence[str]) -> DictConfig:
     """The root config composed with ``overrides`` (a composition error is a ValueError naming it).
-    Compositions are cached by their overrides (points often share a stage's overrides); each caller
-    gets its own copy."""
+    Compositions are cached by their overrides (points often share a stage's overrides) until the next
+    :func:`load_study`; each caller gets its own copy."""
     import copy
 
     key = tuple(overrides)
@@ -141,7 +141,9 @@ def _compose(overrides: Sequence[str]) -> DictConfig:
 
 
 def load_study(overrides: Sequence[str]) -> Study:
-    """Compose the command line's overrides (``+experiment=NAME ...``) and parse its study."""
+    """Compose the command line's overrides (``+experiment=NAME ...``) and parse its study (the
+    composition cache starts empty: config files may have changed since an earlier study)."""
+    _COMPOSED.clear()
     return parse_study(compose(overrides), overrides)
 
 

@@ -1,6 +1,6 @@
 """``longcot status +experiment=NAME``: grid points x stages, each cell done / running / pending /
 failed, with the SLURM job id and log path; from the ``DONE`` markers, the records of the study
-driver (``.slurm.json``, ``.local.json``) and SLURM (``squeue``, ``sacct``, ``scontrol``)."""
+driver (:mod:`longcot.study.records`) and SLURM (``squeue``, ``sacct``, ``scontrol``)."""
 
 from __future__ import annotations
 
@@ -45,13 +45,13 @@ def run_states(graph: Graph) -> dict[str, RunState]:
     """The state of every run of ``graph``."""
     from longcot.study.slurm import ACTIVE, job_states, result_of
 
-    jobs = {k: records.slurm_jobs(n.plan.run_dir) for k, n in graph.nodes.items()}
+    jobs = {k: records.slurm_jobs(n.plan) for k, n in graph.nodes.items()}
     slurm = job_states([j[-1]["job_id"] for j in jobs.values() if j])
     out: dict[str, RunState] = {}
     for key, node in graph.nodes.items():
         run_dir = node.plan.run_dir
         last = jobs[key][-1] if jobs[key] else None
-        local = records.read(run_dir, records.LOCAL)
+        local = records.read(node.plan, records.LOCAL)
         job_id, log = (last["job_id"], last["stdout"]) if last else (None, local and local.get("log"))
         if node.plan.done:
             out[key] = RunState("done", job_id, log)

@@ -1,0 +1,160 @@
+"""The study spec and graph: override order, one node per identity (shared distill / SFT), implicit
+upstream runs, clear errors; and the dry run's plan and GPU-hour estimate (hand-computed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from longcot.study.graph import build_graph
+from longcot.study.spec import load_study
+
+STUDY = """# @package _global_
+defaults:
+  - override /scale: full
+  - override /data: toy
+  - override /benchmark: toy
+study:
+  name: {name}
+  base: ["data.toy_size=40", "distill.n=2", "distill.derive_n=[1]", "distill.max_new_tokens=512",
+         "distill.temperature=1.0", "distill.top_p=0.95", "sft.teacher=synthetic-long", "sft.teacher_generation=synthetic",
+         "logger=none"]
+  stages:
+    distill: ["generation=synthetic", "model=synthetic-long"]
+    sft: ["sft.global_batch_sequences=8", "sft.max_length=384", "sft.max_tokens_per_micro_batch=1536",
+          "sft.learning_rate=3.0e-3", "sft.warmup_ratio=0.0", "sft.epochs={sft_epochs}", "sft.max_steps={sft_steps}",
+          "sft.save_every_steps=1"]
+    rl: ["algorithm=grpo", "rl.from_sft=true", "algorithm.rollout_batch_size=2", "algorithm.samples_per_prompt=2",
+         "algorithm.train_batch_size=4", "algorithm.micro_train_batch_size=2", "algorithm.max_new_tokens=16",
+         "algorithm.learning_rate=1.0e-4", "algorithm.warmup_ratio=0.0", "rl.max_steps=2", "rl.save_every=1",
+         "data.limit=8"]
+    eval: ["benchmark.limit=4", "benchmark.num_samples=1", "benchmark.temperature=0.0", "benchmark.max_new_tokens=24",
+           "eval.grader_workers=1"]
+  points:
+    - name: n2
+      distill: []
+      sft: ["sft.subset=n2"]
+      eval: []
+    - name: n1
+      distill: []
+      sft: ["sft.subset=n1"]
+      eval: []
+{extra}
+  paper:
+    n2: {{accuracy: null, sft_tokens: 1234}}
+"""
+RL_POINT = """    - name: n2-rl
+      sft: ["sft.subset=n2"]
+      rl: ["reward=classic"]
+      eval: []
+"""
+BROKEN_POINT = """    - name: broken
+      sft: ["sft.source=dataset", "sft.dataset={broken}"]
+      eval: []
+"""
+
+
+def write_study(tmp: Path, name: str = "tstudy", rl: bool = True, broken: bool = True, sft_steps: int = 2,
+                sft_epochs: int = 1) -> list[str]:
+    """A tiny study file in a search path of its own; returns the overrides that select it."""
+    conf = tmp / "conf"
+    (conf / "experiment").mkdir(parents=True, exist_ok=True)
+    bad = tmp / "broken.jsonl"
+    bad.write_text('{"prompt": "1+1?", "response": "2"}\nnot json at all\n')
+    extra = (RL_POINT if rl else "") + (BROKEN_POINT.format(broken=bad) if broken else "")
+    (conf / "experiment" / f"{name}.yaml").write_text(STUDY.format(name=name, extra=extra, sft_steps=sft_steps, sft_epochs=sft_epochs))
+    return [f"hydra.searchpath=[file://{conf}]", f"+experiment={name}", f"output_root={tmp / 'runs'}"]
+
+
+def test_graph_dedupes_shared_runs_and_orders_dependencies(tmp_path: Path) -> None:
+    graph = build_graph(load_study(write_study(tmp_path)))
+    by_stage: dict[str, list[str]] = {}
+    for node in graph.ordered():
+        by_stage.setdefault(node.stage, []).append(node.key)
+    # 12 stage runs in the points (n2: 3, n1: 3, n2-rl: distill (implicit) + sft + rl + eval, broken: 2) -> 9 runs
+    assert sum(len(k) for k in graph.cells.values()) == 12
+    assert {s: len(k) for s, k in by_stage.items()} == {"distill": 1, "sft": 3, "rl": 1, "eval": 4}
+    [distill] = by_stage["distill"]
+    # one distillation serves both N (explicit in n2/n1, planned by the SFT itself in n2-rl)
+    assert graph.cells[("n2", "distill")] == graph.cells[("n1", "distill")] == graph.cells[("n2-rl", "distill")] == [distill]
+    assert sorted(graph.nodes[distill].points) == ["n1", "n2", "n2-rl"]
+    # one SFT checkpoint serves the eval of n2 and the RL of n2-rl
+    assert graph.cells[("n2", "sft")] == graph.cells[("n2-rl", "sft")]
+    sft_n2 = graph.cells[("n2", "sft")][0]
+    rl = graph.cells[("n2-rl", "rl")][0]
+    assert graph.nodes[rl].upstream == (sft_n2,)
+    assert graph.nodes[graph.cells[("n2-rl", "eval")][0]].upstream == (rl,)
+    assert graph.nodes[graph.cells[("broken", "sft")][0]].upstream == ()  # sft.source=dataset: no distill
+    # the RL eval reads the RL checkpoint, so it is another run than the SFT eval
+    assert graph.cells[("n2-rl", "eval")] != graph.cells[("n2", "eval")]
+    # a dependency order: every run after its upstream
+    seen: set[str] = set()
+    for node in graph.ordered():
+        assert set(node.upstream) <= seen
+        seen.add(node.key)
+    assert len(list(graph.edges())) == 7  # sft n2, n1 <- distill; rl <- sft n2; 4 evals <- their models
+    assert graph.downstream(sft_n2) == {rl, graph.cells[("n2", "eval")][0], graph.cells[("n2-rl", "eval")][0]}
+
+
+def test_override_order_point_beats_stage_beats_base_beats_command_line(tmp_path: Path) -> None:
+    overrides = write_study(tmp_path) + ["sft.subset=n1", "benchmark.limit=9", "data.toy_size=7"]
+    study = load_study(overrides)
+    graph = build_graph(study)
+    n2_sft = graph.nodes[graph.cells[("n2", "sft")][0]].plan.cfg
+    assert n2_sft.sft.subset == "n2"  # the point's override wins over the command line's
+    assert n2_sft.data.toy_size == 40  # study.base wins over the command line
+    assert n2_sft.stage.name == "sft" and n2_sft.sft.max_steps == 2
+    ev = graph.nodes[graph.cells[("n1", "eval")][0]].plan.cfg
+    assert ev.benchmark.limit == 4  # study.stages.eval wins over the command line
+    assert study.stage_overrides(study.point("n1"), "eval")[-1] == "stage=eval"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("  points: []\n", r"study.points: study bad has no grid point"),
+    ("  points:\n    - name: a\n      train: []\n", r"study.points\[0\] \(a\): unknown key 'train'; valid: name, distill, sft, rl, eval"),
+    ("  points:\n    - name: a\n      eval: []\n    - name: a\n      eval: []\n", r"study.points\[1\].name='a': duplicate point name"),
+    ("  stages: {train: []}\n  points:\n    - name: a\n      eval: []\n", r"study.stages.train: unknown stage"),
+    ("  points:\n    - name: a\n      eval: \"benchmark=toy\"\n", r"study.points\[0\].eval: must be a list of override strings"),
+    ("  points:\n    - name: a\n      eval: []\n  paper: {b: {x: 1}}\n", r"study.paper.b: not a point of the study; valid: a"),
+])
+def test_malformed_study_fails_with_one_line_naming_the_key(tmp_path: Path, bad: str, message: str) -> None:
+    conf = tmp_path / "experiment"
+    conf.mkdir()
+    (conf / "bad.yaml").write_text("# @package _global_\nstudy:\n  name: bad\n" + bad)
+    with pytest.raises(ValueError, match=message):
+        load_study([f"hydra.searchpath=[file://{tmp_path}]", "+experiment=bad"])
+
+
+def test_bad_stage_override_names_point_stage_and_key(tmp_path: Path) -> None:
+    overrides = write_study(tmp_path, rl=False, broken=False)
+    path = tmp_path / "conf" / "experiment" / "tstudy.yaml"
+    path.write_text(path.read_text().replace('sft: ["sft.subset=n2"]', 'sft: ["sft.subset=n3"]'))
+    with pytest.raises(ValueError, match=r"point n2, stage sft: sft.subset='n3': not a dataset of distill run .*valid: n1, n2"):
+        build_graph(load_study(overrides))
+
+
+def test_demo_study_plans(tmp_path: Path) -> None:
+    """experiments/demo.yaml: long and short distill shared by both budgets, the long 16K SFT shared by
+    its eval and both RL variants (classic, cosine)."""
+    graph = build_graph(load_study(["+experiment=demo", f"output_root={tmp_path}"]))
+    stages = [n.stage for n in graph.nodes.values()]
+    assert {s: stages.count(s) for s in set(stages)} == {"distill": 2, "sft": 4, "rl": 2, "eval": 6}
+    rls = [n for n in graph.nodes.values() if n.stage == "rl"]
+    assert {n.plan.cfg.reward.name for n in rls} == {"classic", "cosine"}
+    assert rls[0].upstream == rls[1].upstream == tuple(graph.cells[("long-16K", "sft")])
+
+
+def test_cli_routes_only_studies(tmp_path: Path, capsys) -> None:
+    from longcot.study.cli import maybe_study
+
+    assert maybe_study([]) is None and maybe_study(["benchmark=toy"]) is None
+    assert maybe_study(["+experiment=demo_cpu_eval"]) is None  # an experiment without study.name
+    assert maybe_study(["--cfg", "job", "+experiment=demo"]) is None  # Hydra's own flags stay Hydra's
+    assert maybe_study(["status"]) == 2 and "longcot status +experiment=NAME" in capsys.readouterr().err
+    assert maybe_study(["+experiment=demo", "study.points=oops"]) == 2
+    assert "config error" in capsys.readouterr().err
+    assert maybe_study(["-m", "+experiment=demo", f"output_root={tmp_path}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "14 unique stage runs (14 to run, 0 done) for 6 points" in out and "estimated GPU-hours" in out
+    assert not (tmp_path / "sft").exists()  # a dry run writes nothing
