@@ -13,7 +13,8 @@ responses: lengths vary ~3x), same optimizer and lr, one epoch, float32, one tor
 * trl+varlen: the same with ``attn_implementation="sdpa_varlen"`` (longcot's per-sample attention;
   TRL's padding-free collator passes ``cu_seq_lens_q``), which isolates the rest of the loop.
 
-The packed arm uses ``sft.attn_implementation=auto`` = ``sdpa_varlen`` on CPU.
+The packed arm uses ``sft.attn_implementation=auto`` = ``sdpa_varlen`` on CPU; ``packed+sdpa`` is the
+same loop with transformers' ``sdpa`` (a dense block-diagonal mask over the packed row).
 
 tokens/s counts real (non-pad) tokens over training-loop wall time; each arm runs ``--repeats`` times
 alternately and the best time is kept (the box is shared). Needs ``trl`` (``pip install -e '.[bench]'``;
@@ -54,10 +55,10 @@ def data(n: int):
     return toy_examples(half, 0, style="long") + toy_examples(n - half, 1, style="short")
 
 
-def run_packed(examples, args) -> dict:
+def run_packed(examples, args, attn: str = "auto") -> dict:
     cfg = SFTConfig(global_batch_sequences=args.batch, max_length=args.micro_tokens,
                     max_tokens_per_micro_batch=args.micro_tokens, learning_rate=LR, epochs=1, warmup_ratio=0.0,
-                    save_every_steps=0)
+                    save_every_steps=0, attn_implementation=attn)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         train(examples, TINY, cfg, d, progress=False)
@@ -147,9 +148,10 @@ def main() -> None:
     os.environ.setdefault("LONGCOT_CACHE", os.path.expanduser("~/.cache/longcot"))
     torch.set_num_threads(args.threads)
     examples = data(args.examples)
-    results: dict[str, list[dict]] = {"packed": [], "naive": [], "trl": [], "trl+varlen": []}
+    results: dict[str, list[dict]] = {"packed": [], "packed+sdpa": [], "naive": [], "trl": [], "trl+varlen": []}
     for _ in range(args.repeats):
         results["packed"].append(run_packed(examples, args))
+        results["packed+sdpa"].append(run_packed(examples, args, attn="sdpa"))
         results["naive"].append(run_naive(examples, args))
         r = run_trl(examples, args)
         if r is not None:
@@ -158,10 +160,12 @@ def main() -> None:
     best = {k: max(v, key=lambda r: r["tokens_per_s"]) for k, v in results.items() if v}
     print(f"\n{args.examples} examples, {args.batch} seq/step, micro-batch {args.micro_tokens} tokens, "
           f"{args.threads} thread(s), best of {args.repeats}")
-    print(f"{'arm':8s} {'tokens':>8s} {'loop s':>8s} {'tokens/s':>10s} {'padding':>8s}")
+    print(f"{'arm':11s} {'tokens':>8s} {'loop s':>8s} {'tokens/s':>10s} {'padding':>8s}")
     for k, r in best.items():
-        print(f"{k:8s} {r['tokens']:8d} {r['loop_s']:8.2f} {r['tokens_per_s']:10.0f} {r['padding_fraction']:8.3f}")
+        print(f"{k:11s} {r['tokens']:8d} {r['loop_s']:8.2f} {r['tokens_per_s']:10.0f} {r['padding_fraction']:8.3f}")
     print(f"packed / naive = {best['packed']['tokens_per_s'] / best['naive']['tokens_per_s']:.2f}x")
+    print(f"sdpa_varlen / dense block-mask sdpa (same packed loop) = "
+          f"{best['packed']['tokens_per_s'] / best['packed+sdpa']['tokens_per_s']:.2f}x")
     if "trl" in best:
         print(f"packed / TRL SFTTrainer (trl {best['trl']['trl']}, packing=True) = "
               f"{best['packed']['tokens_per_s'] / best['trl']['tokens_per_s']:.2f}x")
