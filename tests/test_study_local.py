@@ -4,7 +4,6 @@ failing point; then status, collect and a relaunch (which runs nothing new)."""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
@@ -82,4 +81,4 @@ def test_tiny_study_end_to_end_status_collect_relaunch(tmp_path: Path, one_torch
     assert sorted(again.done_before) == sorted(stamps) and not again.ran
     assert set(again.failed) == {broken_sft}
     assert {k: (graph.nodes[k].plan.run_dir / "DONE").stat().st_mtime_ns for k in stamps} == stamps
-    assert json.loads((graph.nodes[broken_sft].plan.run_dir / records.LOCAL).read_text())["state"] == "failed"
+    assert records.read(graph.nodes[broken_sft].plan, records.LOCAL)["state"] == "failed"
