@@ -1,9 +1,13 @@
 """Typed settings of the SFT stage (``sft.*`` of the root config).
 
-Recipe defaults are the SFT recipe reported for the paper (Yeo et al. 2025, §3 / App. E).
-UNVERIFIED: the paper's text could not be read here and the official repo
-(eddycmu/demystify-long-cot) has no SFT code, so every value marked UNVERIFIED below is the recipe
-as reported to us, not checked against the paper.
+Recipe defaults are the official Fig. 1 SFT scripts (eddycmu/demystify-long-cot,
+``openrlhf/scripts/section_3.1_sft_scaling/*.sh`` at commit 7cec701, and the defaults of
+``openrlhf/cli/train_sft.py``): Llama-3.1-8B, global batch 256 (micro batch 1), lr 5e-6, 2 epochs,
+cosine with min lr 0.1 x lr and warmup ceil(0.03 x steps), Adam betas (0.9, 0.95), grad norm 1.0,
+bf16, ZeRO-2, FlashAttention, gradient checkpointing, max_len 128K. Differences: our default
+``max_length`` is 16,384 (the official 131,072 is set by ``experiments/fig1_sft_scaling.yaml``), and
+the last partial batch of an epoch is a smaller step here where OpenRLHF drops it. The paper's text
+itself could not be read here.
 """
 
 from __future__ import annotations
@@ -40,20 +44,20 @@ class SFTConfig:
     system_prompt: Optional[str] = None  # prepended as a system turn when set
 
     # --- batch and sequence
-    # An optimizer step consumes `global_batch_sequences` samples (UNVERIFIED: 256), summed over all
+    # An optimizer step consumes `global_batch_sequences` samples (official: 256), summed over all
     # processes; they are packed into micro-batches of at most `max_tokens_per_micro_batch` tokens
     # (one flattened row each, no attention across samples). The last step of an epoch takes the
     # remaining len(data) % global_batch_sequences samples (a smaller, full-weight step).
-    global_batch_sequences: int = 256  # UNVERIFIED
-    max_length: int = 16384  # UNVERIFIED "long max length": tokens per sample (prompt + response)
+    global_batch_sequences: int = 256  # official --train_batch_size 256
+    max_length: int = 16384  # tokens per sample (prompt + response); official --max_len 131072 (the Fig. 1 study sets it)
     max_tokens_per_micro_batch: int = 16384  # >= max_length
     overlong: str = "drop"  # samples longer than max_length: drop | truncate (keep the first max_length tokens)
 
     # --- optimisation
-    learning_rate: float = 5e-6  # UNVERIFIED
-    warmup_ratio: float = 0.03  # UNVERIFIED: "warmup then cosine decay"; the ratio is our choice
-    min_lr_ratio: float = 0.0  # cosine decays to min_lr_ratio * learning_rate
-    epochs: int = 2  # UNVERIFIED
+    learning_rate: float = 5e-6  # official
+    warmup_ratio: float = 0.03  # official train_sft.py: warmup ceil(0.03 x steps), then cosine
+    min_lr_ratio: float = 0.1  # cosine decays to min_lr_ratio * learning_rate (official min_lr = 0.1 x lr)
+    epochs: int = 2  # official --max_epochs 2
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
@@ -65,7 +69,7 @@ class SFTConfig:
     # --- engine
     backend: str = "auto"  # auto (deepspeed on >1 GPU when installed, else torch) | torch | deepspeed
     zero_stage: int = 2  # deepspeed: conf/deepspeed/zero<stage>.json
-    precision: str = "auto"  # auto: bf16 on GPU (UNVERIFIED: paper recipe), float32 on CPU | float32 | bf16
+    precision: str = "auto"  # auto: bf16 on GPU (official --bf16), float32 on CPU | float32 | bf16
     # auto: flash_attention_2 on GPU when flash_attn is installed, else sdpa_varlen (per-sample causal
     # sdpa over a packed row, longcot/training/attention.py) | sdpa (dense block-diagonal mask) | eager
     attn_implementation: str = "auto"
