@@ -96,6 +96,18 @@ def test_graph_dedupes_shared_runs_and_orders_dependencies(tmp_path: Path) -> No
     assert len(list(graph.edges())) == 7  # sft n2, n1 <- distill; rl <- sft n2; 4 evals <- their models
     assert graph.downstream(sft_n2) == {rl, graph.cells[("n2", "eval")][0], graph.cells[("n2-rl", "eval")][0]}
 
+    # a SLURM job is the pickled plan; its checkpoint (USR2) resubmits the same plan
+    import pickle
+
+    from submitit.helpers import DelayedSubmission
+
+    from longcot.study.slurm import StageJob
+
+    job = pickle.loads(pickle.dumps(StageJob(graph.nodes[rl].plan)))
+    assert job.plan.run_id == graph.nodes[rl].plan.run_id and job.plan.upstream[0].run_id == graph.nodes[sft_n2].plan.run_id
+    again = job.checkpoint()
+    assert isinstance(again, DelayedSubmission) and isinstance(again.function, StageJob) and again.function.plan is job.plan
+
 
 def test_override_order_point_beats_stage_beats_base_beats_command_line(tmp_path: Path) -> None:
     overrides = write_study(tmp_path) + ["sft.subset=n1", "benchmark.limit=9", "data.toy_size=7"]

@@ -94,7 +94,11 @@ def test_study_on_slurm_afterok_once_failing_point_relaunch(tmp_path: Path) -> N
     assert not done.submitted and not done.reused and len(done.done) == 5
 
 
-def test_requeued_training_job_resumes_to_the_same_metrics(tmp_path: Path, one_torch_thread: None) -> None:
+@pytest.mark.parametrize("how", ["scontrol requeue", "USR2"])
+def test_requeued_training_job_resumes_to_the_same_metrics(tmp_path: Path, one_torch_thread: None, how: str) -> None:
+    """An administrator's ``scontrol requeue`` (SIGTERM, then SIGKILL: the same pickle restarts) or
+    submitit's USR2 (preemption / time limit: ``StageJob.checkpoint`` pickles a fresh submission and
+    submitit requeues the job): either way the SFT resumes from its own latest checkpoint."""
     steps = 40  # ~20 s of training: SLURM's KillWait (5 s) after the requeue's SIGTERM cannot finish it
     # the uninterrupted reference, in this process
     ref_graph = build_graph(load_study(write_study(tmp_path / "ref", name="rq", rl=False, broken=False, sft_steps=steps, sft_epochs=8)))
@@ -121,9 +125,17 @@ def test_requeued_training_job_resumes_to_the_same_metrics(tmp_path: Path, one_t
         assert not sft.plan.done, "the SFT finished before it could be requeued; raise its steps"
         time.sleep(0.5)
     assert not sft.plan.done
-    subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
-    while "JobState=PENDING" not in _scontrol(job):  # requeued jobs wait ~2 min to start: start it now
+    if how == "USR2":
+        subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
+    else:
+        subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
+    t0 = time.monotonic()
+    while "JobState=PENDING" not in _scontrol(job):
+        assert time.monotonic() - t0 < 120 and not sft.plan.done, _scontrol(job)
         time.sleep(0.5)
+    # SLURM delays a requeued job (~2 min) so the node can clean up; start it sooner, but not within the
+    # requeue's second (a launch then is refused: "Job credential revoked")
+    time.sleep(3)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
     wait(graph, timeout_s=900)
     assert sft.plan.done
