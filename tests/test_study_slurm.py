@@ -56,6 +56,13 @@ def test_study_on_slurm_afterok_once_failing_point_relaunch(tmp_path: Path) -> N
             assert want in deps.get(job, "") or f"Dependency={want}" in _scontrol(job), \
                 (node.key, want, deps.get(job), _scontrol(job))
 
+    # status while the graph runs: queued/running runs with their job ids
+    early = run_states(graph)
+    for key, node in graph.nodes.items():
+        if node.stage == "eval":
+            assert early[key].state in ("pending", "running", "failed", "done") and early[key].job_id == sub.submitted[key]
+    assert early[keys[("n2", "eval")]].state in ("pending", "running")  # its SFT cannot be finished this soon
+
     # a relaunch while the jobs are queued or running submits nothing: their job ids are reused (the
     # broken point is left out: its quickly failed jobs would rightly be resubmitted)
     healthy = write_study(tmp_path, name="slurmstudy", rl=False, broken=False) + CLUSTER

@@ -56,22 +56,24 @@ def run_states(graph: Graph) -> dict[str, RunState]:
         if node.plan.done:
             out[key] = RunState("done", job_id, log)
             continue
+        if _locked(run_dir):  # a process holds the run's lock: in progress
+            out[key] = RunState("running", job_id, log)
+            continue
         if last is not None:
             state = slurm.get(last["job_id"])
             if state in ACTIVE:
                 out[key] = RunState("pending" if state == "PENDING" else "running", job_id, log, state)
                 continue
-            if state is not None or result_of(last) is not None:
-                why = f"SLURM {state}" if state else "job ended"
-                if result_of(last) == "error":
-                    why = "the stage raised (see the log)"
-                elif state == "CANCELLED" and last.get("dependency"):
-                    why = "cancelled: an upstream job failed"
-                out[key] = RunState("failed", job_id, log, why)
-                continue
-        if _locked(run_dir):
-            out[key] = RunState("running", job_id, log)
-        elif local is not None and local.get("state") == "failed":
+            # not queued or running, and no DONE: the job ended without finishing the run
+            outcome = result_of(last)
+            why = f"SLURM {state}" if state else "job ended without finishing (no longer known to SLURM)"
+            if outcome == "error":
+                why = "the stage raised (see the log)"
+            elif state == "CANCELLED" and last.get("dependency"):
+                why = "cancelled: an upstream job failed"
+            out[key] = RunState("failed", job_id, log, why)
+            continue
+        if local is not None and local.get("state") == "failed":
             out[key] = RunState("failed", job_id, log, local.get("error"))
         else:
             out[key] = RunState("pending", job_id, log)
