@@ -220,6 +220,9 @@ class LongcotConfig:
     rl: RLConfig = field(default_factory=RLConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     output_root: str = "runs"
+    # CPU threads of torch in a run (None: torch's default). 1 is much faster for the tiny model on a
+    # busy machine (OpenMP spin-waiting); a resource setting, not part of any run identity.
+    torch_threads: Optional[int] = at_least(None, 1)
     force: bool = False  # re-run even if an identical finished run exists
 
 

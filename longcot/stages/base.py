@@ -140,6 +140,14 @@ def sweep_temp_files(directory: Path) -> int:
     return removed
 
 
+def set_threads(cfg: DictConfig) -> None:
+    """``torch_threads`` (a resource setting of the run) applied to torch."""
+    if cfg.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
+
+
 @contextmanager
 def running(plan: Plan, keep: Sequence[str] = ()) -> Iterator[Path]:
     """The shared frame of ``run``: lock, sweep stale temp files, snapshot the config, warn the
@@ -147,6 +155,7 @@ def running(plan: Plan, keep: Sequence[str] = ()) -> Iterator[Path]:
     (and the names in ``keep``) was written."""
     run_dir = plan.run_dir
     existed = run_dir.exists()
+    set_threads(plan.cfg)
     with run_lock(run_dir, f"{plan.stage} run"):
         sweep_temp_files(run_dir)
         runs.write_text(run_dir / CONFIG, OmegaConf.to_yaml(OmegaConf.create(

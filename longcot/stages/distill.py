@@ -44,7 +44,7 @@ from longcot.distill.sampling import Selection, TeacherPlan, grade_rows, teacher
 from longcot.distill.shards import (Shard, all_shards, merge_lock, read_marker, run_in_processes, run_shard,
                                     samples_fingerprint)
 from longcot.stages.base import (Artifacts, Plan, identity_device, model_identity, print_table as table,
-                                 remove_if_unused, run_lock, sweep_temp_files, tracking, warn_notes)
+                                 remove_if_unused, run_lock, set_threads, sweep_temp_files, tracking, warn_notes)
 
 log = logging.getLogger(__name__)
 NAME = "distill"
@@ -389,6 +389,7 @@ def run(p: Plan) -> Artifacts:
         log.info("finished distill datasets found at %s; skipping (force=true to re-sample)", p.run_dir)
         return artifacts(p.run_dir)
     warn_notes(p)
+    set_threads(cfg)
     existed = run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(p.identity["sampling"])))
