@@ -101,24 +101,32 @@ def test_study_on_slurm_afterok_once_failing_point_relaunch(tmp_path: Path) -> N
     assert not done.submitted and not done.reused and len(done.done) == 5
 
 
+STEPS = 40  # ~20 s of training: SLURM's KillWait (5 s) after the requeue's SIGTERM cannot finish it
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> tuple[str, list]:
+    """The SFT run of the requeue tests, uninterrupted, in this process: (its key, its metrics)."""
+    tmp = tmp_path_factory.mktemp("ref")
+    graph = build_graph(load_study(write_study(tmp, name="rq", rl=False, broken=False, sft_steps=STEPS, sft_epochs=8)))
+    sft = graph.nodes[graph.cells[("n2", "sft")][0]]
+    for key in list(graph.nodes):
+        if key not in (sft.key, *sft.upstream):
+            del graph.nodes[key]
+    assert run_local(graph).ok
+    return sft.key, runs.read_jsonl(sft.plan.run_dir / "metrics.jsonl")
+
+
 @pytest.mark.parametrize("how", ["scontrol requeue", "USR2"])
-def test_requeued_training_job_resumes_to_the_same_metrics(tmp_path: Path, one_torch_thread: None, how: str) -> None:
+def test_requeued_training_job_resumes_to_the_same_metrics(tmp_path: Path, uninterrupted: tuple[str, list], how: str) -> None:
     """An administrator's ``scontrol requeue`` (SIGTERM, then SIGKILL: the same pickle restarts) or
     submitit's USR2 (preemption / time limit: ``StageJob.checkpoint`` pickles a fresh submission and
     submitit requeues the job): either way the SFT resumes from its own latest checkpoint."""
-    steps = 40  # ~20 s of training: SLURM's KillWait (5 s) after the requeue's SIGTERM cannot finish it
-    # the uninterrupted reference, in this process
-    ref_graph = build_graph(load_study(write_study(tmp_path / "ref", name="rq", rl=False, broken=False, sft_steps=steps, sft_epochs=8)))
-    ref_sft = ref_graph.nodes[ref_graph.cells[("n2", "sft")][0]]
-    for key in list(ref_graph.nodes):
-        if ref_graph.nodes[key].stage == "eval" or key == ref_graph.cells[("n1", "sft")][0]:
-            del ref_graph.nodes[key]
-    assert run_local(ref_graph).ok
-    reference = runs.read_jsonl(ref_sft.plan.run_dir / "metrics.jsonl")
+    ref_key, reference = uninterrupted
 
-    graph = build_graph(load_study(write_study(tmp_path / "slurm", name="rq", rl=False, broken=False, sft_steps=steps, sft_epochs=8) + CLUSTER))
+    graph = build_graph(load_study(write_study(tmp_path / "slurm", name="rq", rl=False, broken=False, sft_steps=STEPS, sft_epochs=8) + CLUSTER))
     sft = graph.nodes[graph.cells[("n2", "sft")][0]]
-    assert sft.key == ref_sft.key  # the same identity: output_root is not part of it
+    assert sft.key == ref_key  # the same identity: output_root is not part of it
     for key in list(graph.nodes):
         if key not in (sft.key, *sft.upstream):
             del graph.nodes[key]
@@ -150,7 +158,7 @@ def test_requeued_training_job_resumes_to_the_same_metrics(tmp_path: Path, one_t
     log = Path(records.slurm_jobs(sft.plan)[-1]["stderr"]).read_text()
     assert log.count(f"stage job {sft.key}") == 2 and "resumed from" in log  # two starts, the second resumed
     metrics = runs.read_jsonl(sft.plan.run_dir / "metrics.jsonl")
-    assert [m["step"] for m in metrics] == [m["step"] for m in reference] == list(range(1, steps + 1))
+    assert [m["step"] for m in metrics] == [m["step"] for m in reference] == list(range(1, STEPS + 1))
     for got, want in zip(metrics, reference):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-5, abs=1e-7)
     assert len(records.slurm_jobs(sft.plan)) == 1  # requeued in place, not resubmitted
