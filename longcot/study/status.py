@@ -11,7 +11,7 @@ from typing import Optional
 
 from longcot.stages.base import LOCK
 from longcot.study import records
-from longcot.study.graph import Graph, Node
+from longcot.study.graph import Graph
 from longcot.study.spec import STAGE_ORDER
 
 STATES = ("done", "running", "pending", "failed")
