@@ -141,6 +141,11 @@ class ClusterConfig:
     nodes: int = 1
     array_parallelism: int = 64
     additional_parameters: dict[str, Any] = field(default_factory=dict)
+    tasks_per_node: int = at_least(1, 1)  # study jobs: one per GPU for DeepSpeed (SFT/RL); 1 for vLLM / eval
+    setup: list[str] = field(default_factory=list)  # shell lines before a study job (modules, conda)
+    max_num_timeout: int = at_least(3, 0)  # submitit requeues after a time limit / preemption (USR2)
+    # per-stage overrides of the fields above for study jobs, e.g. {sft: {gpus_per_node: 8, tasks_per_node: 8}}
+    stages: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
