@@ -147,14 +147,14 @@ def test_bad_stage_override_names_point_stage_and_key(tmp_path: Path) -> None:
 
 
 def test_demo_study_plans(tmp_path: Path) -> None:
-    """experiments/demo.yaml: long and short distill shared by both budgets, the long 16K SFT shared by
-    its eval and both RL variants (classic, cosine)."""
+    """experiments/demo.yaml: long and short distill shared by both budgets, the long 48K SFT shared by
+    its eval and both RL variants (classic, cosine); the untrained model's eval as the baseline point."""
     graph = build_graph(load_study(["+experiment=demo", f"output_root={tmp_path}"]))
     stages = [n.stage for n in graph.nodes.values()]
-    assert {s: stages.count(s) for s in set(stages)} == {"distill": 2, "sft": 4, "rl": 2, "eval": 6}
+    assert {s: stages.count(s) for s in set(stages)} == {"distill": 2, "sft": 4, "rl": 2, "eval": 7}
     rls = [n for n in graph.nodes.values() if n.stage == "rl"]
     assert {n.plan.cfg.reward.name for n in rls} == {"classic", "cosine"}
-    assert rls[0].upstream == rls[1].upstream == tuple(graph.cells[("long-16K", "sft")])
+    assert rls[0].upstream == rls[1].upstream == tuple(graph.cells[("long-48K", "sft")])
 
 
 def test_cli_routes_only_studies(tmp_path: Path, capsys) -> None:
@@ -168,5 +168,5 @@ def test_cli_routes_only_studies(tmp_path: Path, capsys) -> None:
     assert "config error" in capsys.readouterr().err
     assert maybe_study(["-m", "+experiment=demo", f"output_root={tmp_path}", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "14 unique stage runs (14 to run, 0 done) for 6 points" in out and "estimated GPU-hours" in out
+    assert "15 unique stage runs (15 to run, 0 done) for 7 points" in out and "estimated GPU-hours" in out
     assert not (tmp_path / "sft").exists()  # a dry run writes nothing
