@@ -18,7 +18,7 @@ the response as generated (its length is unchanged either way).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -130,25 +130,23 @@ def action_logprobs(
 
 
 @torch.no_grad()
-def batched_logprobs(model: torch.nn.Module, rollout: Rollout, batch_size: int) -> torch.Tensor:
-    """:func:`action_logprobs` over the whole rollout in no-grad chunks of ``batch_size`` rows."""
+def _batched(fn: "Callable[[Rollout], torch.Tensor]", rollout: Rollout, batch_size: int) -> torch.Tensor:
+    """``fn`` (rows -> ``(b, width)`` per-action values) over the whole rollout in no-grad chunks."""
     out = torch.zeros_like(rollout.action_mask)
     for s in range(0, len(rollout.lengths), batch_size):
         idx = list(range(s, min(s + batch_size, len(rollout.lengths))))
         sub = rollout.rows(idx)
-        lp, _ = action_logprobs(model, sub)
-        out[s : s + len(idx), : sub.width] = lp
+        out[s : s + len(idx), : sub.width] = fn(sub)
     return out
 
 
-@torch.no_grad()
+def batched_logprobs(model: torch.nn.Module, rollout: Rollout, batch_size: int) -> torch.Tensor:
+    """:func:`action_logprobs` over the whole rollout in no-grad chunks of ``batch_size`` rows."""
+    return _batched(lambda sub: action_logprobs(model, sub)[0], rollout, batch_size)
+
+
 def batched_values(critic: torch.nn.Module, rollout: Rollout, batch_size: int) -> torch.Tensor:
     """Critic values ``(B, R)`` of the states before each action, in no-grad chunks."""
     from longcot.rl.value_head import rollout_values
 
-    out = torch.zeros_like(rollout.action_mask)
-    for s in range(0, len(rollout.lengths), batch_size):
-        idx = list(range(s, min(s + batch_size, len(rollout.lengths))))
-        sub = rollout.rows(idx)
-        out[s : s + len(idx), : sub.width] = rollout_values(critic, sub)
-    return out
+    return _batched(lambda sub: rollout_values(critic, sub), rollout, batch_size)
