@@ -63,10 +63,6 @@ class Plan:
     def done(self) -> bool:
         return runs.is_done(self.run_dir)
 
-    @property
-    def label(self) -> str:
-        return f"{self.stage}:{self.run_dir}"
-
 
 @dataclass
 class Artifacts:
@@ -78,11 +74,6 @@ class Artifacts:
     summary: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     done: bool = True
-
-
-def identity_hash_dir(root: str | Path, stage: str, owner: str, name: str, identity: dict[str, Any]) -> Path:
-    """``<root>/<stage>/<owner>/<name>-<hash of identity>``: the directory of a run."""
-    return Path(root) / stage / owner / f"{name}-{runs.config_hash(identity)}"
 
 
 def upstream_identity(upstream: Sequence[Plan]) -> list[dict[str, str]]:

@@ -38,7 +38,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
 from longcot.data.records import Problem
-from longcot.distill.config import BUDGET_UNITS, FORMATS, MODES
 from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.distill.sampling import Selection, TeacherPlan, grade_rows, teacher_plan
 from longcot.distill.shards import (Shard, all_shards, merge_lock, read_marker, run_in_processes, run_shard,

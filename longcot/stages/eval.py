@@ -256,6 +256,21 @@ def run(plan: Plan) -> Artifacts:
     return artifacts(plan.run_dir)
 
 
+def evaluate_checkpoint(p: Plan, benchmarks: list[str]) -> dict[str, dict[str, Any]]:
+    """The eval stage on a training run's final checkpoint, one run per benchmark (skipped when already done)."""
+    from longcot.config.loading import load_group_option
+    from longcot.config.schema import BenchmarkConfig
+
+    out = {}
+    for name in benchmarks:
+        ecfg = p.cfg.copy()
+        ecfg.benchmark = load_group_option("benchmark", name, BenchmarkConfig)
+        ecfg.eval.benchmarks = []
+        ecfg.stage.name = "eval"
+        out[name] = run(plan(ecfg, (p,))).summary
+    return out
+
+
 def artifacts(run_dir: Path) -> Artifacts:
     """A finished eval run: its summary and files."""
     run_dir = Path(run_dir)

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from longcot import runs
 from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, model_at_run, model_identity, print_table, running,
-                                 tracking, warn_notes)
+                                 tracking, upstream_identity, warn_notes)
 
 log = logging.getLogger(__name__)
 NAME = "rl"
@@ -77,7 +77,7 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
         "reward": OmegaConf.to_container(cfg.reward, resolve=True),
         "rl": effective_rl,
         "system_prompt": cfg.benchmark.system_prompt,
-        "upstream": [{"stage": p.stage, "run_id": p.run_id} for p in upstream],
+        "upstream": upstream_identity(upstream),
     }
     if reward.correctness == "model":
         from longcot.config.loading import load_group_option
@@ -153,7 +153,7 @@ def run(p: Plan) -> Artifacts:
         runs.mark_done(run_dir)
     arts = artifacts(p.run_dir)
     if cfg.rl.eval_benchmarks:
-        from longcot.stages.sft import evaluate_checkpoint
+        from longcot.stages.eval import evaluate_checkpoint
 
         arts.summary["eval"] = evaluate_checkpoint(p, list(cfg.rl.eval_benchmarks))
     return arts

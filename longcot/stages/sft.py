@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from longcot import runs
 from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, model_at_run, model_identity, print_table, running,
-                                 tracking, warn_notes)
+                                 tracking, upstream_identity, warn_notes)
 
 log = logging.getLogger(__name__)
 NAME = "sft"
@@ -103,7 +103,7 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
     effective.max_steps = capped("sft.max_steps", sft_cfg.max_steps, cfg.scale.max_train_steps, caps)
     training = {k: v for k, v in OmegaConf.to_container(effective, resolve=True).items() if k not in NOT_IDENTITY}
     identity = {"model": model_identity(cfg.model, upstream), "data": data, "sft": training,
-                "upstream": [{"stage": p.stage, "run_id": p.run_id} for p in upstream]}
+                "upstream": upstream_identity(upstream)}
     note = caps_note(cfg.scale, caps, real=cfg.model.path != "tiny")
     run_dir = Path(cfg.output_root) / NAME / cfg.model.name / f"{label}-{runs.config_hash(identity)}"
     return Plan(NAME, cfg, identity, run_dir, upstream, (note,) if note else (),
@@ -156,24 +156,10 @@ def run(p: Plan) -> Artifacts:
         runs.mark_done(run_dir)
     arts = artifacts(p.run_dir)
     if cfg.sft.eval_benchmarks:
+        from longcot.stages.eval import evaluate_checkpoint
+
         arts.summary["eval"] = evaluate_checkpoint(p, list(cfg.sft.eval_benchmarks))
     return arts
-
-
-def evaluate_checkpoint(p: Plan, benchmarks: list[str]) -> dict[str, dict[str, Any]]:
-    """The eval stage on the final checkpoint, one run per benchmark (skipped when already done)."""
-    from longcot.config.loading import load_group_option
-    from longcot.config.schema import BenchmarkConfig
-    from longcot.stages import eval as eval_stage
-
-    out = {}
-    for name in benchmarks:
-        ecfg = p.cfg.copy()
-        ecfg.benchmark = load_group_option("benchmark", name, BenchmarkConfig)
-        ecfg.eval.benchmarks = []
-        ecfg.stage.name = "eval"
-        out[name] = eval_stage.run(eval_stage.plan(ecfg, (p,))).summary
-    return out
 
 
 def artifacts(run_dir: Path) -> Artifacts:
