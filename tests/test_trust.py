@@ -87,10 +87,11 @@ def test_a_second_identical_run_waits_for_the_first_and_does_no_work(tmp_path: P
         time.sleep(0.05)
     second = _cli(tmp_path, *args)
     assert first.wait(timeout=300) == 0
+    assert "eval toy" in first.stdout.read()  # the chunk progress bar of a run that generates
     assert second.returncode == 0, second.stderr[-2000:]
     out = second.stdout + second.stderr
     assert "is in progress" in out and "waiting for it to finish" in out
-    assert "generate" not in out.split("waiting for it to finish", 1)[1]  # it generated nothing itself
+    assert "eval toy" not in out.split("waiting for it to finish", 1)[1]  # it generated nothing itself
     [run_dir] = tmp_path.glob("eval/tiny/toy-*")
     assert (run_dir / "DONE").is_file() and len(list((run_dir / "chunks").glob("*.jsonl"))) == 6
 
