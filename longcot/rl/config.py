@@ -19,6 +19,10 @@ ALGORITHMS = ("ppo", "grpo", "dr_grpo", "reinforce_pp")
 ADVANTAGES = ("gae", "reinforce", "group", "dr_group")
 KL_PLACEMENTS = ("reward", "loss")
 ROLLOUT_BACKENDS = ("hf", "vllm")
+VALUE_HEADS = ("shared", "per_channel")
+ENGINE_BACKENDS = ("auto", "torch", "deepspeed")
+PRECISIONS = ("auto", "float32", "bf16")
+ATTN = ("auto", "sdpa", "eager", "flash_attention_2")
 
 
 def _choice(key: str, value: str, valid: tuple[str, ...]) -> None:
@@ -66,6 +70,10 @@ class AlgorithmConfig:
     warmup_ratio: float = 0.03  # OpenRLHF cosine_with_min_lr: warmup, then cosine to min_lr_ratio x lr
     min_lr_ratio: float = 0.1
     truncated_eos: str = "replace"  # official: a truncated response's last token becomes EOS (see rl/experience.py)
+    # gae only: "shared" = one scalar value head on the summed channel returns (official; several
+    # channel gammas then need lam = 1) | "per_channel" = one value head per reward channel, each
+    # channel's GAE with its own gamma and lam, advantages summed (goes beyond the official code)
+    value_heads: str = "shared"
 
     def validate(self) -> "AlgorithmConfig":
         _choice("algorithm.name", self.name, ALGORITHMS)
@@ -79,6 +87,7 @@ class AlgorithmConfig:
         from longcot.rl.experience import TRUNCATED_EOS
 
         _choice("algorithm.truncated_eos", self.truncated_eos, TRUNCATED_EOS)
+        _choice("algorithm.value_heads", self.value_heads, VALUE_HEADS)
         for key in ("rollout_batch_size", "samples_per_prompt", "train_batch_size", "micro_train_batch_size",
                     "epochs", "episodes", "max_prompt_tokens", "max_new_tokens"):
             if getattr(self, key) < 1:
@@ -118,11 +127,32 @@ class RLConfig:
     rollout_backend: str = "hf"  # hf | vllm (colocated; weights pushed after every update)
     generate_batch_size: int = 64  # HF rollout batch (responses per generate call)
     forward_batch_size: int = 8  # responses per no-grad forward (logprobs, ref logprobs, values)
+    # Log-probs and entropy from the final hidden states in chunks of this many response tokens
+    # (the LM head applied per chunk, recomputed in backward): a 14k-token response never holds its
+    # full (tokens x vocab) fp32 logits. null: the whole response at once.
+    logits_chunk_tokens: Optional[int] = None
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto: cuda:<local rank> when CUDA is available, else cpu | cpu | cuda
+
+    # --- training engine of the actor and the critic (one process per GPU: torchrun or srun)
+    backend: str = "auto"  # auto (deepspeed on >1 GPU when installed, else torch DDP) | torch | deepspeed
+    zero_stage: int = 2  # deepspeed: conf/deepspeed/zero<stage>.json (official --zero_stage 2)
+    adam_offload: bool = False  # deepspeed: optimizer states in CPU memory (official --adam_offload)
+    precision: str = "auto"  # auto: bf16 on GPU (official --bf16), float32 on CPU | float32 | bf16
+    attn_implementation: str = "auto"  # auto: flash_attention_2 on GPU when installed, else sdpa | sdpa | eager | flash_attention_2
+    gradient_checkpointing: bool = False  # official --gradient_checkpointing
 
     def validate(self) -> "RLConfig":
         _choice("rl.rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
+        _choice("rl.backend", self.backend, ENGINE_BACKENDS)
+        _choice("rl.precision", self.precision, PRECISIONS)
+        _choice("rl.attn_implementation", self.attn_implementation, ATTN)
+        if self.zero_stage not in (1, 2, 3):
+            raise ValueError(f"rl.zero_stage={self.zero_stage!r}; valid: 1, 2, 3")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"rl.device={self.device!r}; valid: auto, cpu, cuda, cuda:<index>")
+        if self.logits_chunk_tokens is not None and self.logits_chunk_tokens < 1:
+            raise ValueError(f"rl.logits_chunk_tokens must be >= 1 or null, got {self.logits_chunk_tokens}")
         for key in ("save_every", "keep_checkpoints", "generate_batch_size", "forward_batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"rl.{key} must be >= 1, got {getattr(self, key)}")
