@@ -4,6 +4,8 @@
   rewards (official ``get_advantages_and_returns``, single-gamma branch); with several gammas the
   official code supports only lambda = 1 (``assert lambd == 1``): returns = sum of per-channel
   discounted returns, advantages = returns - values. We raise a ValueError for lambda < 1 there.
+  :func:`per_channel_gae` (``algorithm.value_heads=per_channel``, beyond the official code) lifts
+  that restriction with one value head per channel.
 * ``reinforce`` (REINFORCE++): advantages = the per-channel discounted returns of the rewards with the
   token-level KL penalty in them (official ``get_cumulative_returns``), then whitened over the batch.
 * ``group`` (GRPO) and ``dr_group`` (Dr. GRPO): samples of one prompt form a group (rows
@@ -54,10 +56,53 @@ def gae_advantages(
     if lam != 1.0:
         raise ValueError(
             f"algorithm.lam={lam}: several reward channel gammas {list(gammas)} need lam = 1 "
-            "(as the official code asserts); set algorithm.lam=1 or give every channel the same gamma"
+            "(as the official code asserts); set algorithm.lam=1, give every channel the same gamma, or use "
+            "algorithm.value_heads=per_channel (one value head per channel: per_channel_gae)"
         )
     returns = channel_returns(rewards.float() * m.unsqueeze(-1), gammas)
     return returns - v, returns
+
+
+def per_channel_gae(
+    values: torch.Tensor,
+    rewards: torch.Tensor,
+    mask: torch.Tensor,
+    gammas: Sequence[float],
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE per reward channel, each against its own value head: ``(advantages (B, T), returns (B, T, C))``.
+
+    ``values`` ``(B, T, C)``: head ``c`` estimates channel ``c``'s discounted return (a ``(B, T)``
+    tensor is accepted for one channel; ``returns`` then is ``(B, T)`` too: always ``values``' shape).
+    ``rewards`` ``(B, T, C)``. Channel ``c`` runs the official single-gamma GAE (``experience_maker.py::
+    get_advantages_and_returns``) with its own ``gammas[c]`` and the common ``lam``:
+    ``delta^c_t = r^c_t + gamma_c V^c_{t+1} - V^c_t``, ``A^c_t = sum_k (gamma_c lam)^k delta^c_{t+k}``;
+    the advantages are ``sum_c A^c`` and ``returns[..., c] = A^c + V^c`` is head ``c``'s value target.
+
+    This goes beyond the official code, which with several gammas asserts ``lambd == 1`` and uses one
+    scalar head. It is sound: the objective is the sum of the channels' discounted returns (as in the
+    official code), and by linearity the sum of per-channel advantage estimators is an advantage
+    estimator of that sum (each A^c the usual GAE bias/variance trade-off for its own channel). With
+    ``lam = 1`` each ``A^c_t`` telescopes to ``G^c_t - V^c_t``, so the sum equals the official
+    ``returns_sum - values_sum`` with the single head's value ``V = sum_c V^c``; with equal gammas it
+    equals single-gamma GAE on the summed rewards with ``V = sum_c V^c``.
+    """
+    if rewards.dim() != 3 or rewards.shape[-1] != len(gammas):
+        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not match {len(gammas)} channel gammas")
+    squeeze = values.dim() == 2 and rewards.shape[-1] == 1
+    v = values.unsqueeze(-1) if squeeze else values
+    if v.shape != rewards.shape:
+        raise ValueError(
+            f"per-channel values of shape {tuple(values.shape)} do not match rewards {tuple(rewards.shape)}: "
+            "algorithm.value_heads=per_channel needs a critic with one head per reward channel"
+        )
+    advs, rets = [], []
+    for c, g in enumerate(gammas):
+        adv_c, ret_c = gae_advantages(v[..., c], rewards[..., c : c + 1], mask, [float(g)], lam)
+        advs.append(adv_c)
+        rets.append(ret_c)
+    returns = torch.stack(rets, dim=-1)
+    return torch.stack(advs, dim=-1).sum(dim=-1), returns.squeeze(-1) if squeeze else returns
 
 
 def reinforce_returns(rewards: torch.Tensor, mask: torch.Tensor, gammas: Sequence[float]) -> torch.Tensor:

@@ -68,7 +68,24 @@ def value_loss(
     mask: torch.Tensor,
     clip: Optional[float] = 0.2,
 ) -> torch.Tensor:
-    """``0.5 * mean_seq(mean_tok(max((V_clip - R)^2, (V - R)^2)))``; ``V_clip = V_old + clip(V - V_old, +-eps)``."""
+    """``0.5 * mean_seq(mean_tok(max((V_clip - R)^2, (V - R)^2)))``; ``V_clip = V_old + clip(V - V_old, +-eps)``
+    (official ``ValueLoss``: per-sequence token mean, then the batch mean).
+
+    Per-channel heads (``(B, T, C)`` values, old values and returns; ``mask`` stays ``(B, T)``): each
+    channel is clipped and aggregated exactly as above, and the C losses are **summed** -- the heads are
+    disjoint parameters, so each gets the gradient it would get as a lone critic of its channel (a
+    mean would cut every head's learning rate by C), and the body gets the sum of the heads' gradients.
+    ``C = 1`` is the scalar loss.
+    """
+    if values.shape != returns.shape or old_values.shape != values.shape:
+        raise ValueError(
+            f"value_loss: values {tuple(values.shape)}, old values {tuple(old_values.shape)} and returns "
+            f"{tuple(returns.shape)} must have one shape (per-channel heads: all (B, T, C))"
+        )
+    if values.dim() == 3:
+        per_channel = [value_loss(values[..., c], old_values[..., c], returns[..., c], mask, clip)
+                       for c in range(values.shape[-1])]
+        return torch.stack(per_channel).sum()
     if clip is not None:
         clipped = old_values + (values - old_values).clamp(-clip, clip)
         loss = torch.max((clipped - returns) ** 2, (values - returns) ** 2)

@@ -1,4 +1,4 @@
-"""The PPO critic: the causal LM's body plus a scalar value head, initialised from the actor's checkpoint
+"""The PPO critic: the causal LM's body plus a value head, initialised from the actor's checkpoint
 (official ``openrlhf/models/model.py::_get_critic_model``: ``AutoModel`` body + ``value_head =
 nn.Linear(hidden, 1, bias=False)``, head weights normal with std 1 / (hidden + 1)).
 
@@ -8,10 +8,17 @@ position ``P + t - 1`` (official ``values[:, :-1][:, -num_actions:]``); :func:`r
 it with the action mask. ``save_pretrained`` writes one ``model.safetensors`` with every weight
 (``body.*``, ``value_head.weight``) plus the body's ``config.json``, so the training engine's
 checkpoints save and restore a critic like any HF model.
+
+``num_heads=C > 1`` (``algorithm.value_heads=per_channel``, one head per reward channel; beyond the
+official code): the head is ``nn.Linear(hidden, C, bias=False)`` (every row initialised like the
+official head) and the critic returns ``(B, R, C)``, channel ``c``'s values in ``[..., c]``. Loading a
+value head of another width (a checkpoint written with the other ``algorithm.value_heads`` setting or
+another number of reward channels) raises a ValueError saying so.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -22,29 +29,65 @@ from longcot.rl.experience import Rollout
 HEAD_FILE = "value_head.pt"
 
 
-class Critic(nn.Module):
-    """Transformer body (no LM head) + linear value head."""
+def _setting(num_heads: int) -> str:
+    if num_heads == 1:
+        return "algorithm.value_heads=shared (one head)"
+    return f"algorithm.value_heads=per_channel ({num_heads} heads, one per reward channel)"
 
-    def __init__(self, body: nn.Module, hidden_size: int, *, head_seed: int = 0) -> None:
+
+class Critic(nn.Module):
+    """Transformer body (no LM head) + linear value head with ``num_heads`` outputs (see the module doc)."""
+
+    def __init__(self, body: nn.Module, hidden_size: int, *, head_seed: int = 0, num_heads: int = 1) -> None:
         super().__init__()
+        if int(num_heads) < 1:
+            raise ValueError(f"Critic: num_heads must be >= 1, got {num_heads}")
         self.body = body
-        self.value_head = nn.Linear(hidden_size, 1, bias=False)
+        self.num_heads = int(num_heads)
+        self.hidden_size = int(hidden_size)
+        self.value_head = nn.Linear(hidden_size, self.num_heads, bias=False)
         g = torch.Generator().manual_seed(head_seed)
         with torch.no_grad():
             self.value_head.weight.copy_(torch.randn(self.value_head.weight.shape, generator=g) / (hidden_size + 1))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype = torch.float32, head_seed: int = 0) -> "Critic":
-        """Body from a causal-LM checkpoint (its LM head is dropped), fresh value head (or a saved one)."""
+    def from_pretrained(
+        cls, path: str | Path, *, dtype: torch.dtype = torch.float32, head_seed: int = 0, num_heads: int = 1
+    ) -> "Critic":
+        """Body from a causal-LM checkpoint (its LM head is dropped), fresh value head (or a saved one:
+        ``<path>/value_head.pt``, which must have ``num_heads`` rows)."""
         from transformers import AutoModelForCausalLM
 
         # The causal LM's own body (``base_model``: e.g. LlamaModel), its LM head discarded.
         body = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).base_model
-        critic = cls(body, int(body.config.hidden_size), head_seed=head_seed)
+        critic = cls(body, int(body.config.hidden_size), head_seed=head_seed, num_heads=num_heads)
         head = Path(path) / HEAD_FILE
         if head.is_file():
-            critic.value_head.load_state_dict(torch.load(head, map_location="cpu", weights_only=True))
+            state = torch.load(head, map_location="cpu", weights_only=True)
+            if "weight" in state:
+                critic._check_head(tuple(state["weight"].shape), str(head))
+            critic.value_head.load_state_dict(state)
         return critic
+
+    def _check_head(self, shape: tuple[int, ...], where: str) -> None:
+        """A clear error for a saved value head whose shape is not this critic's ``(num_heads, hidden)``."""
+        expected = (self.num_heads, self.hidden_size)  # not the parameter's: ZeRO-3 partitions it
+        if tuple(shape) == expected or math.prod(shape) == 0:  # empty: a ZeRO-3 placeholder, nothing to check
+            return
+        saved = _setting(shape[0]) if len(shape) == 2 else "an unknown setting"
+        raise ValueError(
+            f"{where}: the saved critic value head has shape {tuple(shape)}, this critic's is {expected}: it was "
+            f"trained with {saved}, this run uses {_setting(self.num_heads)}"
+            + ("" if len(shape) == 2 and shape[1] == expected[1] else " (and another hidden size)")
+            + "; load it with the algorithm.value_heads setting and reward channels it was trained with"
+        )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        # Every load_state_dict of the critic (checkpoint resume: load_hf_weights, DeepSpeed, DDP) passes here.
+        key = prefix + "value_head.weight"
+        if key in state_dict:
+            self._check_head(tuple(state_dict[key].shape), "loading the critic")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def config(self):  # the training engine reads/sets config.use_cache
@@ -54,10 +97,12 @@ class Critic(nn.Module):
         self.body.gradient_checkpointing_enable(**kwargs)
 
     def forward(self, input_ids, attention_mask, position_ids, num_actions: int) -> torch.Tensor:
+        """Values ``(B, R)`` (one head) or ``(B, R, C)`` (``num_heads=C > 1``), float32."""
         hidden = self.body(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
-        return self.value_head(hidden[:, -(num_actions + 1) : -1, :]).squeeze(-1).float()
+        values = self.value_head(hidden[:, -(num_actions + 1) : -1, :]).float()
+        return values.squeeze(-1) if self.num_heads == 1 else values
 
     def save_pretrained(self, out_dir: str | Path, state_dict: dict | None = None, **_: object) -> None:
         from safetensors.torch import save_file
@@ -70,11 +115,13 @@ class Critic(nn.Module):
 
 
 def rollout_values(forward, rollout: Rollout) -> torch.Tensor:
-    """Values ``(B, R)`` of a rollout through ``forward`` (a :class:`Critic` or its training engine), masked."""
+    """Values ``(B, R)`` (or ``(B, R, C)`` per channel) of a rollout through ``forward`` (a :class:`Critic`
+    or its training engine), masked."""
     values = forward(
         input_ids=rollout.sequences,
         attention_mask=rollout.attention_mask,
         position_ids=rollout.position_ids,
         num_actions=rollout.width,
     )
-    return values * rollout.action_mask
+    mask = rollout.action_mask
+    return values * (mask.unsqueeze(-1) if values.dim() == 3 else mask)
