@@ -13,14 +13,29 @@ eos_token_id`` -- a length-truncated response is always the longest of its micro
 token is *replaced*), then ``Actor.process_sequences`` builds the masks. ``truncated_eos="replace"``
 (default) does the same; ``"keep"`` trains on the sampled last token instead. The reward still sees
 the response as generated (its length is unchanged either way).
+
+Memory of the log-probs: the logits of one response are ``R x vocab`` (14,336 x 152k fp32 = 8.7 GB
+in the paper's setting), kept for backward. ``chunk_tokens=k`` (``rl.logits_chunk_tokens``) runs
+the model body once, takes the LM head's input at the last ``R + 1`` positions (a forward pre-hook
+on ``get_output_embeddings()`` that hands the head only the last position), and applies the head
+``k`` positions at a time -- each chunk under ``torch.utils.checkpoint`` when grad is enabled, so
+backward recomputes its logits instead of storing them: memory scales with ``k``, not ``R``; the
+numbers and gradients are those of the unchunked path (the head gets its gradient through the
+chunks; a tied head sums both uses as usual). Models where this cannot work (no output embedding,
+no ``logits_to_keep``, logits post-processed after the head, a head partitioned by ZeRO-3) fall
+back to the unchunked path with a one-time warning.
 """
 
 from __future__ import annotations
 
+import logging
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
+
+log = logging.getLogger(__name__)
 
 TRUNCATED_EOS = ("replace", "keep")
 
@@ -106,12 +121,26 @@ def _logits_to_keep_ok(model: torch.nn.Module) -> bool:
 
 
 def action_logprobs(
-    model: torch.nn.Module, rollout: Rollout, *, with_entropy: bool = False, forward=None
+    model: torch.nn.Module, rollout: Rollout, *, with_entropy: bool = False, forward=None,
+    chunk_tokens: Optional[int] = None,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Log-probs ``(B, R)`` (float32) of the response tokens under ``model``, and optionally the
     entropy of its next-token distribution at each action. Differentiable (wrap in no_grad to freeze).
-    Only the last ``R + 1`` positions' logits are materialised (``logits_to_keep``). ``forward``:
+    Only the last ``R + 1`` positions' logits are materialised (``logits_to_keep``); with
+    ``chunk_tokens`` only ``chunk_tokens`` positions' at a time (see the module doc). ``forward``:
     what to call instead of ``model`` (its training engine: DDP / autocast wrappers)."""
+    if chunk_tokens is not None:
+        if chunk_tokens < 1:
+            raise ValueError(f"chunk_tokens must be >= 1 or None, got {chunk_tokens}")
+        why = _why_not_chunked(model, rollout)
+        if why is None:
+            return _chunked_logprobs(model, rollout, with_entropy, forward, chunk_tokens)
+        _warn_once(f"rl.logits_chunk_tokens={chunk_tokens} is ignored for {type(model).__name__}: {why}; "
+                   "its log-probs are computed unchunked (the full R x vocab logits in memory)")
+    return _unchunked_logprobs(model, rollout, with_entropy, forward)
+
+
+def _unchunked_logprobs(model, rollout: Rollout, with_entropy: bool, forward):
     from longcot.rl.losses import entropy_from_logits
 
     r = rollout.width
@@ -129,24 +158,150 @@ def action_logprobs(
     return logp * rollout.action_mask, ent
 
 
+_WARNED: set[str] = set()
+# model -> None if its logits are exactly its output embedding applied to the head's input, else why not
+_PROBED: "weakref.WeakKeyDictionary[torch.nn.Module, Optional[str]]" = weakref.WeakKeyDictionary()
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _WARNED:
+        _WARNED.add(msg)
+        log.warning(msg)
+
+
+def _output_head(model: torch.nn.Module) -> Optional[torch.nn.Module]:
+    get = getattr(model, "get_output_embeddings", None)
+    return get() if callable(get) else None
+
+
+class _HeadInput:
+    """Forward pre-hook on the LM head: records its input (and the autocast state it ran under);
+    with ``keep_last`` hands the head only the last position, so the full logits are never built."""
+
+    def __init__(self, keep_last: bool):
+        self.keep_last = keep_last
+        self.inputs: list[torch.Tensor] = []
+        self.autocast: tuple[bool, torch.dtype] = (False, torch.float32)
+
+    def __call__(self, module, args):
+        h = args[0]
+        self.inputs.append(h)
+        dev = h.device.type
+        self.autocast = (torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+        return (h[:, -1:], *args[1:]) if self.keep_last else None
+
+
+def _why_not_chunked(model: torch.nn.Module, rollout: Rollout) -> Optional[str]:
+    """None if ``model``'s log-probs can be computed in chunks, else the reason (see the module doc)."""
+    if not _logits_to_keep_ok(model):
+        return "its forward takes no logits_to_keep"
+    head = _output_head(model)
+    if head is None:
+        return "it has no output embedding (get_output_embeddings)"
+    if any(hasattr(p, "ds_id") for p in head.parameters()):
+        return "its LM head is partitioned by DeepSpeed ZeRO-3"
+    if model not in _PROBED:
+        _PROBED[model] = _probe(model, head, rollout)
+    return _PROBED[model]
+
+
+@torch.no_grad()
+def _probe(model: torch.nn.Module, head: torch.nn.Module, rollout: Rollout) -> Optional[str]:
+    """Once per model, on 3 tokens (real ones: the end of the longest response): are its logits
+    exactly ``head(input of head)`` (no soft-capping, scaling, ... after the head)?"""
+    longest = max(range(len(rollout.lengths)), key=rollout.lengths.__getitem__)
+    ids = rollout.sequences[longest : longest + 1, -3:]
+    hook = _HeadInput(keep_last=False)
+    handle = head.register_forward_pre_hook(hook)
+    try:
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                    position_ids=torch.arange(ids.shape[1], device=ids.device).unsqueeze(0),
+                    use_cache=False, logits_to_keep=ids.shape[1])
+    finally:
+        handle.remove()
+    if len(hook.inputs) != 1:
+        return f"its forward calls the LM head {len(hook.inputs)} times"
+    ref = out.logits.float()
+    mine = head(hook.inputs[0]).float()
+    if mine.shape != ref.shape or not torch.allclose(mine, ref, rtol=1e-4, atol=1e-6):
+        return "its logits are not its output embedding of the final hidden state (post-processed, e.g. soft-capped)"
+    return None
+
+
+def _head_chunk(head: torch.nn.Module, h: torch.Tensor, ids: torch.Tensor, with_entropy: bool,
+                autocast: tuple[bool, torch.dtype]):
+    """Log-prob of ``ids`` (and entropy) from LM-head inputs ``h`` (b, k, H): the logits of k positions."""
+    with torch.autocast(device_type=h.device.type, dtype=autocast[1], enabled=autocast[0]):
+        logits = head(h)
+    logp_all = torch.log_softmax(logits.float(), dim=-1)
+    logp = logp_all.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    if not with_entropy:
+        return logp
+    return logp, -(logp_all.exp() * logp_all).sum(dim=-1)
+
+
+def _chunked_logprobs(model, rollout: Rollout, with_entropy: bool, forward, k: int):
+    from torch.utils.checkpoint import checkpoint
+
+    r = rollout.width
+    head = _output_head(model)
+    hook = _HeadInput(keep_last=True)
+    handle = head.register_forward_pre_hook(hook)
+    try:  # the body through the engine (DDP / autocast / DeepSpeed); the head sees only 1 position
+        (forward or model)(
+            input_ids=rollout.sequences,
+            attention_mask=rollout.attention_mask,
+            position_ids=rollout.position_ids,
+            use_cache=False,
+            logits_to_keep=r + 1,
+        )
+    finally:
+        handle.remove()
+    if len(hook.inputs) != 1 or hook.inputs[0].shape[1] != r + 1:
+        raise RuntimeError(f"{type(model).__name__}: expected one LM-head call on {r + 1} positions, got "
+                           f"{[tuple(h.shape) for h in hook.inputs]}; set rl.logits_chunk_tokens to null")
+    # split (one backward node for all chunks) rather than slicing: h's gradient is assembled once
+    hs = hook.inputs[0][:, :-1].split(k, dim=1)
+    ids = rollout.response_ids.split(k, dim=1)
+    grad = torch.is_grad_enabled()
+    outs = [
+        checkpoint(_head_chunk, head, h, t, with_entropy, hook.autocast, use_reentrant=False)
+        if grad else _head_chunk(head, h, t, with_entropy, hook.autocast)
+        for h, t in zip(hs, ids)
+    ]
+    if with_entropy:
+        logp = torch.cat([o[0] for o in outs], dim=1)
+        ent = torch.cat([o[1] for o in outs], dim=1)
+    else:
+        logp, ent = torch.cat(outs, dim=1), None
+    return logp * rollout.action_mask, ent
+
+
 @torch.no_grad()
 def _batched(fn: "Callable[[Rollout], torch.Tensor]", rollout: Rollout, batch_size: int) -> torch.Tensor:
-    """``fn`` (rows -> ``(b, width)`` per-action values) over the whole rollout in no-grad chunks."""
-    out = torch.zeros_like(rollout.action_mask)
-    for s in range(0, len(rollout.lengths), batch_size):
-        idx = list(range(s, min(s + batch_size, len(rollout.lengths))))
+    """``fn`` (rows -> ``(b, width, ...)`` per-action values) over the whole rollout in no-grad
+    chunks; the output ``(B, R, ...)`` takes its trailing shape from the first result."""
+    out = None
+    n = len(rollout.lengths)
+    for s in range(0, n, batch_size):
+        idx = list(range(s, min(s + batch_size, n)))
         sub = rollout.rows(idx)
-        out[s : s + len(idx), : sub.width] = fn(sub)
-    return out
+        v = fn(sub)
+        if out is None:
+            out = rollout.action_mask.new_zeros((n, rollout.width, *v.shape[2:]))
+        out[s : s + len(idx), : sub.width] = v
+    return out if out is not None else torch.zeros_like(rollout.action_mask)
 
 
-def batched_logprobs(model: torch.nn.Module, rollout: Rollout, batch_size: int) -> torch.Tensor:
+def batched_logprobs(model: torch.nn.Module, rollout: Rollout, batch_size: int,
+                     chunk_tokens: Optional[int] = None) -> torch.Tensor:
     """:func:`action_logprobs` over the whole rollout in no-grad chunks of ``batch_size`` rows."""
-    return _batched(lambda sub: action_logprobs(model, sub)[0], rollout, batch_size)
+    return _batched(lambda sub: action_logprobs(model, sub, chunk_tokens=chunk_tokens)[0], rollout, batch_size)
 
 
 def batched_values(critic: torch.nn.Module, rollout: Rollout, batch_size: int) -> torch.Tensor:
-    """Critic values ``(B, R)`` of the states before each action, in no-grad chunks."""
+    """Critic values ``(B, R)`` (or ``(B, R, C)`` for ``C`` value channels) of the states before
+    each action, in no-grad chunks."""
     from longcot.rl.value_head import rollout_values
 
     return _batched(lambda sub: rollout_values(critic, sub), rollout, batch_size)
