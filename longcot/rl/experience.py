@@ -184,6 +184,8 @@ class _HeadInput:
         self.autocast: tuple[bool, torch.dtype] = (False, torch.float32)
 
     def __call__(self, module, args):
+        if not args:  # called with keywords only: not recorded (the probe then falls back)
+            return None
         h = args[0]
         self.inputs.append(h)
         dev = h.device.type
