@@ -18,6 +18,10 @@ class Tracker:
             return
         if cfg.name != "wandb":
             raise ValueError(f"logger.name={cfg.name!r}; valid: none, wandb")
+        from longcot.training.distributed import detect
+
+        if not detect().is_main:  # one wandb run per training job: rank 0 logs
+            return
         import wandb
 
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -133,11 +133,17 @@ def group_advantages(
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Official buffer whitening over all unmasked tokens: ``(x - mean) * rsqrt(max(var, 1e-8))``, masked."""
+    """Official buffer whitening over all unmasked tokens: ``(x - mean) * rsqrt(max(var, 1e-8))``, masked.
+    With several processes the mean and variance are over every rank's tokens (all-reduced, as
+    OpenRLHF's distributed ``normalize``)."""
+    from longcot.training.distributed import all_reduce_sum
+
     m = mask.to(torch.float32)
-    count = m.sum()
+    xf = x.float()
+    total, count = all_reduce_sum([float((xf * m).sum()), float(m.sum())])
     if count == 0:
         raise ValueError("cannot whiten advantages of an empty rollout (no response tokens)")
-    mean = (x.float() * m).sum() / count
-    var = ((x.float() - mean).pow(2) * m).sum() / count
-    return (x.float() - mean) * var.clamp(min=1e-8).rsqrt() * m
+    mean = total / count
+    (sq,) = all_reduce_sum([float(((xf - mean).pow(2) * m).sum())])
+    var = max(sq / count, 1e-8)
+    return (xf - mean) * (var ** -0.5) * m

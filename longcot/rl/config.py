@@ -97,6 +97,12 @@ class AlgorithmConfig:
                 f"algorithm.train_batch_size={self.train_batch_size} must be a multiple of "
                 f"algorithm.micro_train_batch_size={self.micro_train_batch_size}"
             )
+        n = self.rollout_batch_size * self.samples_per_prompt
+        if self.train_batch_size > n or n % self.train_batch_size:
+            raise ValueError(
+                f"algorithm.train_batch_size={self.train_batch_size} must divide the {n} responses of one rollout "
+                f"(rollout_batch_size {self.rollout_batch_size} x samples_per_prompt {self.samples_per_prompt})"
+            )
         if self.advantage in ("group", "dr_group") and self.samples_per_prompt < 2:
             raise ValueError(f"algorithm.samples_per_prompt must be >= 2 for {self.advantage} advantages")
         if self.advantage == "gae" and not self.critic_learning_rate:

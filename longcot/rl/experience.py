@@ -59,6 +59,11 @@ class Rollout:
     def width(self) -> int:
         return self.action_mask.shape[1]
 
+    def to(self, device: torch.device | str) -> "Rollout":
+        """The same rollout with its tensors on ``device`` (the models')."""
+        return Rollout(self.sequences.to(device), self.attention_mask.to(device), self.position_ids.to(device),
+                       self.action_mask.to(device), self.prompt_width, self.lengths)
+
     def rows(self, idx: Sequence[int] | torch.Tensor) -> "Rollout":
         """A sub-batch, trimmed to its own longest response (and prompt)."""
         idx_t = torch.as_tensor(idx, dtype=torch.long)
@@ -296,9 +301,11 @@ def _batched(fn: "Callable[[Rollout], torch.Tensor]", rollout: Rollout, batch_si
 
 
 def batched_logprobs(model: torch.nn.Module, rollout: Rollout, batch_size: int,
-                     chunk_tokens: Optional[int] = None) -> torch.Tensor:
-    """:func:`action_logprobs` over the whole rollout in no-grad chunks of ``batch_size`` rows."""
-    return _batched(lambda sub: action_logprobs(model, sub, chunk_tokens=chunk_tokens)[0], rollout, batch_size)
+                     chunk_tokens: Optional[int] = None, forward=None) -> torch.Tensor:
+    """:func:`action_logprobs` over the whole rollout in no-grad chunks of ``batch_size`` rows
+    (``forward``: the model's training engine, so the old log-probs see the same precision as the update)."""
+    return _batched(lambda sub: action_logprobs(model, sub, chunk_tokens=chunk_tokens, forward=forward)[0],
+                    rollout, batch_size)
 
 
 def batched_values(critic: torch.nn.Module, rollout: Rollout, batch_size: int) -> torch.Tensor:

@@ -16,6 +16,16 @@ One step (official ``PPOTrainer.fit`` / ``make_experience_list`` / ``ppo_train``
    of ``micro_train_batch_size``), clipped policy loss (+ KL loss for GRPO, - entropy bonus if set),
    clipped value loss for the critic; each model is a :class:`longcot.training.engine.Engine`.
 
+**Several processes** (one per GPU, ``torchrun`` or ``srun``; ``rl.backend``: torch DDP or DeepSpeed
+ZeRO-1/2/3 with ``rl.zero_stage``, ``rl.adam_offload``, ``rl.precision``): rank ``r`` of ``W`` takes the
+``r``-th contiguous block of the step's prompts (whole groups, so group advantages stay local),
+samples, scores and trains on its own responses (as OpenRLHF's per-rank replay buffers); the
+advantage whitening and every logged mean are global (all-reduced), and each optimizer step takes
+``train_batch_size / W`` responses per rank. The rollouts do not depend on the split (per-sample
+seeds), so ``W`` ranks train like one process up to float summation order when a rollout is one
+optimizer step (tested). ZeRO-3 gathers the actor's weights for HF rollouts
+(:meth:`Engine.full_weights`). The frozen reference is a full copy per rank (bf16 under bf16).
+
 Per step, one ``metrics.jsonl`` record (and the tracker): reward per channel, accuracy, response
 length mean/max, truncation ratio, KL, entropy, policy/value loss, clip fraction, reflection keywords,
 time split generate / reward / update. Checkpoints (actor, critic, optimizers and schedules, RNG,
@@ -83,15 +93,18 @@ def step_problems(problems: Sequence["Problem"], step: int, per_episode: int, ba
     return [problems[i] for i in order[offset * batch : (offset + 1) * batch]]
 
 
-def _updates_per_step(algorithm: AlgorithmConfig) -> tuple[int, int]:
-    """(responses per rollout, optimizer steps per epoch)."""
+def _updates_per_step(algorithm: AlgorithmConfig, world_size: int = 1) -> tuple[int, int, int]:
+    """(responses per rollout on this rank, responses per optimizer step on this rank, optimizer
+    steps per epoch) with the rollout's prompts and each optimizer step split evenly over ranks."""
     n = algorithm.rollout_batch_size * algorithm.samples_per_prompt
-    if algorithm.train_batch_size > n:
+    w = world_size
+    if algorithm.rollout_batch_size % w or algorithm.train_batch_size % w or (algorithm.train_batch_size // w) % algorithm.micro_train_batch_size:
         raise ValueError(
-            f"algorithm.train_batch_size={algorithm.train_batch_size} exceeds the {n} responses of one rollout "
-            "(rollout_batch_size x samples_per_prompt)"
+            f"with {w} processes, algorithm.rollout_batch_size={algorithm.rollout_batch_size} and "
+            f"algorithm.train_batch_size={algorithm.train_batch_size} must be multiples of {w}, and "
+            f"train_batch_size/{w} a multiple of algorithm.micro_train_batch_size={algorithm.micro_train_batch_size}"
         )
-    return n, n // algorithm.train_batch_size
+    return n // w, algorithm.train_batch_size // w, n // algorithm.train_batch_size
 
 
 def _seed_of(*parts: Any) -> int:
@@ -111,10 +124,15 @@ def check_settings(algorithm: AlgorithmConfig, rl: RLConfig, reward: Any) -> Any
     rl.validate()
     reward_cfg = to_reward_config(reward)
     gammas = [c.gamma for c in reward_channels(reward_cfg)]
-    if algorithm.advantage == "gae" and len(set(gammas)) > 1 and algorithm.lam != 1.0:
+    if algorithm.value_heads == "per_channel" and algorithm.advantage != "gae":
+        raise ValueError(f"algorithm.value_heads=per_channel: only PPO (advantage=gae) has a critic; "
+                         f"algorithm {algorithm.name!r} uses advantage={algorithm.advantage!r} (set value_heads=shared)")
+    if (algorithm.advantage == "gae" and algorithm.value_heads == "shared" and len(set(gammas)) > 1
+            and algorithm.lam != 1.0):
         raise ValueError(
             f"algorithm.lam={algorithm.lam}: reward {reward_cfg.name!r} has channels with different gammas "
-            f"{gammas}; PPO with several gammas needs algorithm.lam=1 (as the official code asserts)"
+            f"{gammas}; PPO with one value head and several gammas needs algorithm.lam=1 (as the official code "
+            "asserts), or algorithm.value_heads=per_channel (one value head per channel, each its own GAE)"
         )
     return reward_cfg
 
@@ -150,7 +168,7 @@ def train(
     from longcot.models.loading import load_model_and_tokenizer, resolve_model_path
     from longcot.rewards.channels import ScoredSample, compute_channel_rewards, reward_channels
     from longcot.rewards.config import to_reward_config
-    from longcot.rl.advantages import gae_advantages, group_advantages, reinforce_returns, whiten
+    from longcot.rl.advantages import gae_advantages, group_advantages, per_channel_gae, reinforce_returns, whiten
     from longcot.rl.experience import action_logprobs, batched_logprobs, batched_values, build_rollout
     from longcot.rl.kl import approx_kl
     from longcot.rl.losses import masked_mean, policy_loss, value_loss
@@ -158,27 +176,44 @@ def train(
     from longcot.rl.returns import pack_channel_rewards, token_rewards
     from longcot.rl.value_head import Critic, rollout_values
     from longcot.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-    from longcot.training.engine import Engine, EngineConfig
+    from longcot.training.attention import resolve_attn
+    from longcot.training.distributed import all_gather_objects, all_reduce_sum, init_distributed, local_device
+    from longcot.training.engine import Engine, EngineConfig, resolve_precision
     from longcot.training.metrics import METRICS, MetricsLog, progress_bar
 
     run_dir = Path(run_dir)
     reward_cfg = check_settings(algorithm, rl, reward)
     channels = reward_channels(reward_cfg)
     gammas = [c.gamma for c in channels]
+    per_channel = algorithm.value_heads == "per_channel"
     if reward_cfg.correctness == "model" and judge is None:
         raise ValueError(f"reward {reward_cfg.name!r} takes correctness from the model verifier; pass judge=<its Generator>")
     if rl.rollout_backend == "vllm" and vllm_factory is None:
         raise ValueError("rl.rollout_backend=vllm needs vllm_factory (builds the colocated vLLM generator)")
     final_dir = run_dir / FINAL / "actor"
-    metrics = MetricsLog(run_dir / METRICS, tracker)
+    from longcot.training.distributed import detect
+
+    metrics = MetricsLog(run_dir / METRICS, tracker, enabled=detect().is_main)
     if is_finished(run_dir):
         recs = metrics.records()
         return RLResult(run_dir, final_dir, int(recs[-1]["step"]) if recs else 0, recs)
 
-    device = torch.device(rl.device)
+    dist = init_distributed()
+    device = local_device(rl.device, dist)
+    precision = resolve_precision(rl.precision, device)
+    attn = resolve_attn(rl.attn_implementation, device)
+    if dist.distributed and rl.rollout_backend == "vllm":
+        raise ValueError(
+            f"rl.rollout_backend=vllm with {dist.world_size} processes is not supported yet (each rank would start "
+            "its own colocated engine; untested): use rl.rollout_backend=hf, or one process")
     torch.manual_seed(rl.seed)
-    actor_model, tokenizer = load_model_and_tokenizer(model, device=str(device))
-    ref_model, _ = load_model_and_tokenizer(model, device=str(device))
+    # Master weights in float32; bf16 compute from autocast (torch) or DeepSpeed's bf16 mode. The frozen
+    # reference only runs forward: it is loaded in the compute precision.
+    actor_model, tokenizer = load_model_and_tokenizer(model, device=str(device), dtype="float32",
+                                                      attn_implementation=attn)
+    ref_model, _ = load_model_and_tokenizer(model, device=str(device),
+                                            dtype="bfloat16" if precision == "bf16" else "float32",
+                                            attn_implementation=attn)
     ref_model.requires_grad_(False)
     eos_id = int(tokenizer.eos_token_id)
     pad_id = int(tokenizer.pad_token_id)
@@ -194,22 +229,27 @@ def train(
     prompt_of = {problems[j].id: (prompts_all[i], ids_all[i]) for j, i in enumerate(keep)}
 
     per_episode, total_steps = plan_steps(len(problems), algorithm, rl)
-    n_resp, updates_per_epoch = _updates_per_step(algorithm)
+    n_local, tb_local, updates_per_epoch = _updates_per_step(algorithm, dist.world_size)
     optimizer_steps = total_steps * updates_per_epoch * algorithm.epochs
 
     def engine_cfg(lr: float) -> EngineConfig:
         return EngineConfig(
             learning_rate=lr, weight_decay=algorithm.weight_decay, adam_betas=tuple(algorithm.adam_betas),
             max_grad_norm=algorithm.max_grad_norm, total_steps=optimizer_steps,
-            warmup_ratio=algorithm.warmup_ratio, min_lr_ratio=algorithm.min_lr_ratio,
+            warmup_ratio=algorithm.warmup_ratio, min_lr_ratio=algorithm.min_lr_ratio, backend=rl.backend,
+            zero_stage=rl.zero_stage, precision=rl.precision, gradient_checkpointing=rl.gradient_checkpointing,
+            adam_offload=rl.adam_offload,
         )
 
-    actor = Engine(actor_model, engine_cfg(algorithm.learning_rate), device=device)
+    actor = Engine(actor_model, engine_cfg(algorithm.learning_rate), device=device, dist_env=dist)
     engines: dict[str, Engine] = {"actor": actor}
     critic: Optional[Engine] = None
     if algorithm.uses_critic:
-        critic_module = Critic.from_pretrained(resolve_model_path(model), head_seed=rl.seed).to(device)
-        critic = Engine(critic_module, engine_cfg(float(algorithm.critic_learning_rate)), device=device)
+        critic_module = Critic.from_pretrained(resolve_model_path(model), head_seed=rl.seed,
+                                               num_heads=len(channels) if per_channel else 1)
+        critic_module.body.set_attn_implementation(attn)
+        critic = Engine(critic_module.to(device), engine_cfg(float(algorithm.critic_learning_rate)), device=device,
+                        dist_env=dist)
         engines["critic"] = critic
 
     start, resumed = 0, None
@@ -234,16 +274,20 @@ def train(
         n=algorithm.samples_per_prompt, seed=rl.seed,
     )
     group = algorithm.samples_per_prompt
-    bar = progress_bar(total_steps, start, desc=f"rl/{algorithm.name}", disable=not progress)
+    share = algorithm.rollout_batch_size // dist.world_size
+    bar = progress_bar(total_steps, start, desc=f"rl/{algorithm.name}", disable=not (progress and dist.is_main))
     for step in range(start, total_steps):
         t_step = time.perf_counter()
+        # this rank's block of the step's prompts (whole groups)
         batch = step_problems(problems, step, per_episode, algorithm.rollout_batch_size, rl.seed)
+        batch = batch[dist.rank * share : (dist.rank + 1) * share]
 
         # 1. rollout
         t0 = time.perf_counter()
         actor.module.eval()
         seeds = [prompt_seed(rl.seed, f"{step}:{p.id}") for p in batch]
-        outs = generator.generate([prompt_of[p.id][0] for p in batch], params, seeds=seeds, progress=False)
+        with actor.full_weights():
+            outs = generator.generate([prompt_of[p.id][0] for p in batch], params, seeds=seeds, progress=False)
         comps = [c for row in outs for c in row]
         rows_problem = [p for p in batch for _ in range(group)]
         if len(comps) != len(rows_problem):
@@ -263,17 +307,21 @@ def train(
         t0 = time.perf_counter()
         ro = build_rollout([prompt_of[p.id][1] for p in rows_problem], [c.token_ids for c in comps],
                            [c.truncated for c in comps], eos_id=eos_id, pad_id=pad_id,
-                           truncated_eos=algorithm.truncated_eos)
+                           truncated_eos=algorithm.truncated_eos).to(device)
         mask = ro.action_mask
-        old_logp = batched_logprobs(actor.module, ro, rl.forward_batch_size)
-        ref_logp = batched_logprobs(ref_model, ro, rl.forward_batch_size)
-        values = batched_values(critic.module, ro, rl.forward_batch_size) if critic is not None else None
+        chunk = rl.logits_chunk_tokens
+        # through the engines: the same precision (autocast / DeepSpeed bf16) as the update's forward
+        old_logp = batched_logprobs(actor.module, ro, rl.forward_batch_size, chunk_tokens=chunk, forward=actor)
+        ref_logp = batched_logprobs(ref_model, ro, rl.forward_batch_size, chunk_tokens=chunk)
+        values = batched_values(critic, ro, rl.forward_batch_size) if critic is not None else None
         kl = approx_kl(old_logp, ref_logp, mask, algorithm.kl_estimator)
-        chan_t = pack_channel_rewards(chan, channels, ro.lengths, ro.width)
+        chan_t = pack_channel_rewards(chan, channels, ro.lengths, ro.width).to(device)
         tok_r = token_rewards(chan_t, mask, kl=kl if algorithm.kl_in == "reward" else None,
                               kl_coef=algorithm.kl_coef, clip=algorithm.reward_clip)
         returns: Optional[torch.Tensor] = None
-        if algorithm.advantage == "gae":
+        if algorithm.advantage == "gae" and per_channel:  # values (B, T, C): one head per channel
+            adv, returns = per_channel_gae(values, tok_r, mask, gammas, algorithm.lam)
+        elif algorithm.advantage == "gae":
             adv, returns = gae_advantages(values, tok_r, mask, gammas, algorithm.lam)
         else:
             ret = reinforce_returns(tok_r, mask, gammas)
@@ -285,7 +333,7 @@ def train(
         if algorithm.whiten_advantages:
             adv = whiten(adv, mask)
 
-        # 4. update
+        # 4. update: epochs x optimizer steps of train_batch_size responses (tb_local on this rank)
         stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "clip_frac", "entropy", "kl_loss",
                                                           "value_loss", "actor_grad_norm", "critic_grad_norm")}
         actor.module.train()
@@ -294,18 +342,20 @@ def train(
         micro = algorithm.micro_train_batch_size
         tb = algorithm.train_batch_size
         for epoch in range(algorithm.epochs):
-            g = torch.Generator().manual_seed(_seed_of(rl.seed, "shuffle", step, epoch))
-            order = torch.randperm(n_resp, generator=g)
+            g = torch.Generator().manual_seed(_seed_of(rl.seed, "shuffle", step, epoch, *([dist.rank] if dist.rank else [])))
+            order = torch.randperm(n_local, generator=g)
             for u in range(updates_per_epoch):
-                idx_batch = order[u * tb : (u + 1) * tb]
-                chunks = [idx_batch[s : s + micro] for s in range(0, tb, micro)]
+                idx_batch = order[u * tb_local : (u + 1) * tb_local]
+                chunks = [idx_batch[s : s + micro] for s in range(0, tb_local, micro)]
                 for k, idx in enumerate(chunks):
                     sub = ro.rows(idx)
                     w = sub.width
                     m = sub.action_mask
+                    # this micro-batch's share of the global optimizer step (x world size: ranks are averaged)
                     scale = len(idx) / tb * actor.loss_scale()
                     with actor.micro_batch(last=k == len(chunks) - 1):
-                        logp, ent = action_logprobs(actor.module, sub, with_entropy=True, forward=actor)
+                        logp, ent = action_logprobs(actor.module, sub, with_entropy=True, forward=actor,
+                                                    chunk_tokens=chunk)
                         loss, clip_frac = policy_loss(
                             logp, old_logp[idx, :w], adv[idx, :w], m, algorithm.clip_ratio,
                             aggregation=algorithm.loss_aggregation, norm=algorithm.max_new_tokens,
@@ -344,26 +394,35 @@ def train(
             reload_weights(generator, _export_actor(actor, tokenizer, run_dir))
             weight_push = time.perf_counter() - t0
 
-        # metrics
-        lengths = [c.num_tokens for c in comps]
+        # metrics: per-response values gathered from every rank, token means reduced globally
         record: dict[str, Any] = {"step": step + 1, "episode": step // per_episode}
+        per_response = all_gather_objects({
+            "length": [c.num_tokens for c in comps], "truncated": [bool(c.truncated) for c in comps],
+            "correct": [bool(x) for x in correct],
+            "channels": {c.name: [float(r.sum()) for r in chan[c.name]] for c in channels},
+            "reflection": {kw: v["per_response"] * len(texts) for kw, v in keyword_frequency(texts).items()},
+        })
+        lengths = [x for r in per_response for x in r["length"]]
+        n_all = len(lengths)
         for c in channels:
-            record[f"reward/{c.name}"] = float(sum(float(r.sum()) for r in chan[c.name]) / len(comps))
+            record[f"reward/{c.name}"] = sum(x for r in per_response for x in r["channels"][c.name]) / n_all
         record["reward"] = float(sum(record[f"reward/{c.name}"] for c in channels))
-        record["accuracy"] = sum(correct) / len(correct)
-        record["response_length_mean"] = sum(lengths) / len(lengths)
+        record["accuracy"] = sum(x for r in per_response for x in r["correct"]) / n_all
+        record["response_length_mean"] = sum(lengths) / n_all
         record["response_length_max"] = max(lengths)
-        record["truncation_ratio"] = sum(c.truncated for c in comps) / len(comps)
-        record["kl"] = float(masked_mean(approx_kl(old_logp, ref_logp, mask, "k1"), mask))
-        record["advantage_mean"] = float(masked_mean(adv, mask))
+        record["truncation_ratio"] = sum(x for r in per_response for x in r["truncated"]) / n_all
+        record["kl"] = _global_mean(approx_kl(old_logp, ref_logp, mask, "k1"), mask)
+        record["advantage_mean"] = _global_mean(adv, mask)
         for k, vals in stats.items():
-            if vals:
-                record[k] = sum(vals) / len(vals)
+            total, count = all_reduce_sum([sum(vals), float(len(vals))])
+            if count:
+                record[k] = total / count
         if returns is not None:
-            record["value_mean"] = float(masked_mean(values, mask))
-            record["return_mean"] = float(masked_mean(returns, mask))
-        for kw, v in keyword_frequency(texts).items():
-            record[f"reflection/{kw}"] = v["per_response"]
+            # summed over the channels' heads (per_channel): the value of the total return
+            record["value_mean"] = _global_mean(values.sum(-1) if values.dim() == 3 else values, mask)
+            record["return_mean"] = _global_mean(returns.sum(-1) if returns.dim() == 3 else returns, mask)
+        for kw in per_response[0]["reflection"]:
+            record[f"reflection/{kw}"] = sum(r["reflection"][kw] for r in per_response) / n_all
         record["lr_actor"] = actor.lr
         record["time_generate_s"] = time_generate
         record["time_reward_s"] = time_reward
@@ -379,13 +438,15 @@ def train(
             save_checkpoint(run_dir, engines, step=step + 1, keep_last=rl.keep_checkpoints,
                             state={"episode": (step + 1) // per_episode, "offset": (step + 1) % per_episode,
                                    "algorithm": algorithm.name})
-            plot_rl_progress(metrics.records(), run_dir / PLOT, title=f"{algorithm.name} / {reward_cfg.name}")
+            if dist.is_main:
+                plot_rl_progress(metrics.records(), run_dir / PLOT, title=f"{algorithm.name} / {reward_cfg.name}")
     bar.close()
 
     save_checkpoint(run_dir, {"actor": actor}, step=total_steps, tokenizers={"actor": tokenizer}, tag=FINAL,
                     training_state=False)
     records = metrics.records()
-    plot_rl_progress(records, run_dir / PLOT, title=f"{algorithm.name} / {reward_cfg.name}")
+    if dist.is_main:
+        plot_rl_progress(records, run_dir / PLOT, title=f"{algorithm.name} / {reward_cfg.name}")
     return RLResult(run_dir, final_dir, total_steps, records, resumed)
 
 
@@ -405,14 +466,27 @@ def _export_actor(actor: Any, tokenizer: Any, run_dir: Path) -> Path:
     import shutil
 
     from longcot.training.checkpoint import export_hf
+    from longcot.training.distributed import barrier, detect
 
     final = run_dir / ROLLOUT_WEIGHTS
     tmp = run_dir / f".{ROLLOUT_WEIGHTS}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    export_hf(actor, tmp, tokenizer)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    main = detect().is_main
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    export_hf(actor, tmp, tokenizer)  # a collective under ZeRO-3; rank 0 writes
+    if main:
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    barrier()
     return final
+
+
+def _global_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean of ``x`` over the unmasked tokens of every rank's rollout."""
+    from longcot.training.distributed import all_reduce_sum
+
+    total, count = all_reduce_sum([float((x.float() * mask).sum()), float(mask.sum())])
+    return total / max(count, 1.0)
 
 
 def _correctness(reward_cfg: Any, problems: Sequence["Problem"], texts: Sequence[str], judge: Any) -> list[bool]:

@@ -35,7 +35,7 @@ from longcot import runs
 from longcot.sft.data import SFTExample, TokenizedExample, tokenize_examples
 from longcot.sft.packing import MicroBatch, pack_step, shard_micro_batches, token_loss_sum
 from longcot.training.checkpoint import STATE, latest_checkpoint, load_checkpoint, save_checkpoint
-from longcot.training.distributed import all_reduce_sum, init_distributed
+from longcot.training.distributed import all_reduce_sum, init_distributed, local_device
 from longcot.training.engine import Engine, EngineConfig
 from longcot.training.metrics import METRICS, MetricsLog, plot_loss, progress_bar, summarize
 
@@ -80,18 +80,9 @@ def _as_sft_config(sft_cfg: Any) -> "SFTConfig":
 
 def resolve_attn(attn: str, device: torch.device) -> str:
     """``auto``: flash_attention_2 on CUDA when flash_attn is importable, else ``sdpa_varlen``."""
-    import longcot.training.attention  # noqa: F401  (registers sdpa_varlen)
+    from longcot.training.attention import resolve_attn as resolve
 
-    if attn != "auto":
-        return attn
-    if device.type == "cuda":
-        try:
-            import flash_attn  # noqa: F401
-
-            return "flash_attention_2"
-        except ImportError:
-            pass
-    return "sdpa_varlen"
+    return resolve(attn, device, fallback="sdpa_varlen")
 
 
 def engine_config(cfg: "SFTConfig", total_steps: int) -> EngineConfig:
@@ -158,7 +149,7 @@ def train(
         log.info("SFT run %s is finished; nothing to do", run_dir)
         return done
     dist = init_distributed()
-    device = torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
+    device = local_device("auto", dist)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)

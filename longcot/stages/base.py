@@ -143,10 +143,18 @@ def set_threads(cfg: DictConfig) -> None:
 def running(plan: Plan, keep: Sequence[str] = ()) -> Iterator[Path]:
     """The shared frame of ``run``: lock, sweep stale temp files, snapshot the config, warn the
     notes; on failure, remove the run directory if nothing in it but the snapshot and lock
-    (and the names in ``keep``) was written."""
+    (and the names in ``keep``) was written. In a multi-process job only rank 0 does these."""
+    from longcot.training.distributed import detect
+
     run_dir = plan.run_dir
     existed = run_dir.exists()
     set_threads(plan.cfg)
+    if not detect().is_main:
+        # Another process of a multi-process training job (torchrun / srun): rank 0 holds the lock,
+        # sweeps and snapshots; this rank only trains (it writes through rank-aware checkpoints).
+        run_dir.mkdir(parents=True, exist_ok=True)
+        yield run_dir
+        return
     with run_lock(run_dir, f"{plan.stage} run"):
         sweep_temp_files(run_dir)
         runs.write_text(run_dir / CONFIG, OmegaConf.to_yaml(OmegaConf.create(
@@ -203,12 +211,12 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
         console.print(line)
 
 
-def identity_device(cfg: DictConfig) -> str:
-    """The device a run's generation uses, for its identity (CPU and CUDA kernels sample differently):
-    an explicit ``generation.device`` as set (``cuda:1`` -> ``cuda``); ``auto`` resolves from the
-    cluster the run goes to (SLURM: ``cuda`` when ``cluster.gpus_per_node`` > 0), else from this
+def identity_device(cfg: DictConfig, setting: str | None = None) -> str:
+    """The device a run uses, for its identity (CPU and CUDA kernels compute differently):
+    ``setting`` (default ``generation.device``) as set (``cuda:1`` -> ``cuda``); ``auto`` resolves from
+    the cluster the run goes to (SLURM: ``cuda`` when ``cluster.gpus_per_node`` > 0), else from this
     machine. It never imports an engine, so a login node plans the identities a GPU node will run."""
-    device = str(cfg.generation.device).split(":")[0]
+    device = str(cfg.generation.device if setting is None else setting).split(":")[0]
     if device != "auto":
         return device
     if cfg.cluster.name == "slurm":

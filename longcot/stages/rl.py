@@ -28,14 +28,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
 from longcot.config.scale import Cap, capped, caps_note, caps_record
-from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, model_at_run, model_identity, print_table, running,
-                                 tracking, upstream_identity, warn_notes)
+from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, identity_device, model_at_run, model_identity,
+                                 print_table, running, tracking, upstream_identity, warn_notes)
+from longcot.training.distributed import barrier, detect
 
 log = logging.getLogger(__name__)
 NAME = "rl"
 SUMMARY = "summary.json"
 # rl.* keys that do not change the trained weights (bookkeeping, batching of generation: outputs are
 # batch-invariant, see stages/eval.py).
+# The engine keys (backend, zero_stage, adam_offload, gradient_checkpointing, attn_implementation) do
+# not change the math but do change floating-point results (bf16 vs fp32, kernels, reduction
+# order), so they stay in the identity; ``device`` is resolved to its type (stages.base.identity_device).
 NOT_IDENTITY = ("from_sft", "eval_benchmarks", "save_every", "keep_checkpoints", "generate_batch_size")
 
 
@@ -70,6 +74,7 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
     data = cfg.data.copy()
     data.limit = capped("data.limit", data.limit, cfg.scale.max_problems, caps)
     effective_rl = {k: v for k, v in vars(rl).items() if k not in NOT_IDENTITY}
+    effective_rl["device"] = identity_device(cfg, rl.device)
     identity: dict[str, Any] = {
         "model": model_identity(cfg.model, upstream),
         "data": data_identity(data, "data"),
@@ -144,15 +149,18 @@ def run(p: Plan) -> Artifacts:
                            vllm_factory=vllm_factory)
         records = result.records
         last = records[-1] if records else {}
-        runs.write_json(run_dir / SUMMARY, {
-            "model": cfg.model.name, "algorithm": cfg.algorithm.name, "reward": cfg.reward.name, "steps": result.steps,
-            "prompts": len(problems), "final": {k: v for k, v in last.items() if isinstance(v, (int, float))},
-            "first": {k: v for k, v in (records[0] if records else {}).items() if isinstance(v, (int, float))},
-            "scale": cfg.scale.name, "scale_caps": caps_record(p.detail["caps"]),
-        })
-        runs.mark_done(run_dir)
+        if detect().is_main:
+            runs.write_json(run_dir / SUMMARY, {
+                "model": cfg.model.name, "algorithm": cfg.algorithm.name, "reward": cfg.reward.name,
+                "steps": result.steps, "prompts": len(problems),
+                "final": {k: v for k, v in last.items() if isinstance(v, (int, float))},
+                "first": {k: v for k, v in (records[0] if records else {}).items() if isinstance(v, (int, float))},
+                "scale": cfg.scale.name, "scale_caps": caps_record(p.detail["caps"]),
+            })
+            runs.mark_done(run_dir)
+        barrier()  # the other ranks of a multi-process job read the finished run below
     arts = artifacts(p.run_dir)
-    if cfg.rl.eval_benchmarks:
+    if cfg.rl.eval_benchmarks and detect().is_main:  # one evaluation per job
         from longcot.stages.eval import evaluate_checkpoint
 
         arts.summary["eval"] = evaluate_checkpoint(p, list(cfg.rl.eval_benchmarks))

@@ -31,6 +31,7 @@ from longcot import runs
 from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, model_at_run, model_identity, print_table, running,
                                  tracking, upstream_identity, warn_notes)
+from longcot.training.distributed import barrier, detect
 
 log = logging.getLogger(__name__)
 NAME = "sft"
@@ -152,10 +153,12 @@ def run(p: Plan) -> Artifacts:
             result = train(examples, model_at_run(cfg.model, p.upstream), p.detail["sft"], run_dir, tracker=tracker)
         summary = {**result, "model": cfg.model.name, "data": p.detail["data_label"], "examples": len(examples),
                    "data_counts": result.get("data"), "scale": cfg.scale.name, "scale_caps": caps_record(p.detail["caps"])}
-        runs.write_json(run_dir / "summary.json", summary)
-        runs.mark_done(run_dir)
+        if detect().is_main:
+            runs.write_json(run_dir / "summary.json", summary)
+            runs.mark_done(run_dir)
+        barrier()  # the other ranks of a multi-process job read the finished run below
     arts = artifacts(p.run_dir)
-    if cfg.sft.eval_benchmarks:
+    if cfg.sft.eval_benchmarks and detect().is_main:  # one evaluation per job
         from longcot.stages.eval import evaluate_checkpoint
 
         arts.summary["eval"] = evaluate_checkpoint(p, list(cfg.sft.eval_benchmarks))

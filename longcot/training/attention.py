@@ -44,3 +44,18 @@ def sdpa_varlen_forward(module, query, key, value, attention_mask, dropout: floa
 
 AttentionInterface.register(NAME, sdpa_varlen_forward)
 AttentionMaskInterface.register(NAME, sdpa_mask)
+
+
+def resolve_attn(attn: str, device: torch.device, fallback: str = "sdpa") -> str:
+    """``auto``: ``flash_attention_2`` on CUDA when flash_attn is importable, else ``fallback``
+    (SFT's packed rows: ``sdpa_varlen``; RL's padded batches: ``sdpa``)."""
+    if attn != "auto":
+        return attn
+    if device.type == "cuda":
+        try:
+            import flash_attn  # noqa: F401
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return fallback

@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +80,41 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_sum(values: list[float], device: str = "cpu") -> list[float]:
-    """Element-wise sum of ``values`` over all ranks (identity in a single process)."""
+def all_reduce_sum(values: list[float], device: str | None = None) -> list[float]:
+    """Element-wise sum of ``values`` over all ranks (identity in a single process). ``device``:
+    where the reduction runs (None: this rank's GPU under NCCL, else the CPU)."""
     import torch
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
         return list(values)
+    if device is None:
+        device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def all_gather_objects(obj: object) -> list:
+    """Every rank's ``obj`` (picklable) in rank order (``[obj]`` in a single process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def local_device(setting: str, info: DistEnv) -> "torch.device":
+    """The device of this process: ``auto`` = ``cuda:<local rank>`` when CUDA is available, else CPU;
+    ``cuda`` = ``cuda:<local rank>``; anything else as given."""
+    import torch
+
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device=cuda but CUDA is not available on this machine")
+        return torch.device(f"cuda:{info.local_rank}")
+    return torch.device(setting)

@@ -62,6 +62,9 @@ class EngineConfig:
     zero_stage: int = 2
     precision: str = "auto"  # auto (bf16 on CUDA, float32 on CPU) | float32 | bf16
     gradient_checkpointing: bool = False
+    # deepspeed: optimizer states (and the fp32 master weights) in CPU memory, updated by DeepSpeed's
+    # CPU Adam (official --adam_offload); the torch backend has no offload and refuses it.
+    adam_offload: bool = False
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
@@ -111,6 +114,8 @@ def deepspeed_config(cfg: EngineConfig, world_size: int, precision: str) -> dict
     for key, value in fills.items():
         if ds.get(key, "auto") == "auto":
             ds[key] = value
+    if cfg.adam_offload:
+        ds.setdefault("zero_optimization", {})["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     ds.setdefault("bf16", {})
     if ds["bf16"].get("enabled", "auto") == "auto":
         ds["bf16"]["enabled"] = precision == "bf16"
@@ -140,14 +145,21 @@ class Engine:
         self._ddp = None
         if self.backend not in ("torch", "deepspeed"):
             raise ValueError(f"backend={self.backend!r}; valid: torch, deepspeed")
+        if cfg.adam_offload and self.backend != "deepspeed":
+            raise ValueError(f"adam_offload=true needs the deepspeed backend; this engine resolved to {self.backend!r} "
+                             "(set the backend to deepspeed, or turn the offload off)")
         if self.backend == "torch":
             model.to(self.device)
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]  # norms, biases
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.learning_rate, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
-        )
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if cfg.adam_offload:  # ZeRO-Offload steps on the CPU: DeepSpeed's CPU Adam (AdamW mode), not torch's
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            optimizer = DeepSpeedCPUAdam(groups, lr=cfg.learning_rate, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
+                                         adamw_mode=True)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
         scheduler = build_scheduler(optimizer, total_steps=cfg.total_steps, warmup_ratio=cfg.warmup_ratio,
                                     min_lr_ratio=cfg.min_lr_ratio)
         if self.backend == "deepspeed":
@@ -196,6 +208,18 @@ class Engine:
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
                 return model(**inputs)
         return model(**inputs)
+
+    @contextlib.contextmanager
+    def full_weights(self) -> Iterator[None]:
+        """Inside, ``self.module`` holds its full weights on every rank (ZeRO-3 gathers its partitions,
+        a collective: every rank enters; other backends already do), e.g. to generate rollouts."""
+        if self._ds is not None and self.cfg.zero_stage == 3:
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
+                yield
+        else:
+            yield
 
     def backward(self, loss: torch.Tensor) -> None:
         if self._ds is not None:

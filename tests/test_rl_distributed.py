@@ -1,0 +1,115 @@
+"""Two processes (torchrun, gloo, CPU, torch DDP) train RL like one: each rank samples its block of
+the step's prompts, the advantage whitening and every logged mean are global, DDP sums the gradients.
+With one optimizer step per rollout the 2-rank run's final weights (actor and PPO critic) and its
+logged metrics equal a single-process run's up to float summation order. Exercises the rank-aware
+checkpoints (every step) and the metrics gathered from both ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from longcot.config.schema import ModelConfig
+from longcot.data.toy import toy_problems
+from longcot.rl.config import AlgorithmConfig, RLConfig
+from longcot.rl.recipe import train
+REWARD = {"name": "cos_rep", "kind": "cosine", "margin": 2,
+          "repetition": {"variant": "dense", "ngram_size": 1, "penalty": -0.05, "gamma": 0.99}}
+common = dict(rollout_batch_size=4, samples_per_prompt=2, train_batch_size=8, micro_train_batch_size=2,
+              max_new_tokens=16, warmup_ratio=0.0, episodes=2, learning_rate=1e-3)
+algos = {
+    "ppo": AlgorithmConfig(name="ppo", advantage="gae", critic_learning_rate=1e-3, **common),
+    "reinforce_pp": AlgorithmConfig(name="reinforce_pp", advantage="reinforce", critic_learning_rate=None, **common),
+}
+for name, algo in algos.items():
+    train(f"{sys.argv[1]}/{name}", model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(8, 0),
+          algorithm=algo, reward=REWARD, rl=RLConfig(max_steps=2, save_every=1, backend="torch"), progress=False)
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(cmd: list[str], env: dict) -> None:
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "model.safetensors"))
+
+
+LR, STEPS = 1e-3, 2
+
+
+def _assert_adam_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Equal weights up to Adam's amplification of summation-order noise: an element whose gradient
+    sums to ~0 can take a step of up to lr either way (Adam's step is ~lr * sign(g)), so a few elements
+    may differ by up to 2 * lr per step; everything else agrees to 2e-5. (Gradient *scale* errors are
+    invisible to Adam: the grad-norm metrics catch those.)"""
+    total = far = 0
+    for k in a:
+        d = (a[k] - b[k]).abs()
+        assert float(d.max()) <= 2 * LR * STEPS + 1e-6, k
+        far += int((d > 2e-5).sum())
+        total += d.numel()
+    assert far <= 1e-3 * total, f"{far} of {total} weights differ by more than 2e-5"
+
+
+def test_two_ranks_train_like_one(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    _run([sys.executable, str(script), str(tmp_path / "one")], env)
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}",
+          str(script), str(tmp_path / "two")], env)
+    for name in ("ppo", "reinforce_pp"):
+        one, two = tmp_path / "one" / name, tmp_path / "two" / name
+        _assert_adam_close(_weights(one / "final" / "actor"), _weights(two / "final" / "actor"))
+        a = _weights(one / "final" / "actor")
+        ra, rb = _records(one), _records(two)
+        assert [r["step"] for r in rb] == [1, 2]
+        for x, y in zip(ra, rb):
+            # the same rollouts (per-sample seeds): per-response metrics are identical
+            for key in ("reward", "accuracy", "response_length_mean", "response_length_max", "truncation_ratio"):
+                assert y[key] == pytest.approx(x[key], rel=1e-9, abs=1e-12), (name, key)
+            # step 1 from the same weights: tight; step 2 after Adam's few noise-sized element flips
+            rel = 1e-4 if x["step"] == 1 else 2e-3
+            for key in ("kl", "entropy", "actor_grad_norm", "clip_frac"):
+                assert y[key] == pytest.approx(x[key], rel=rel, abs=1e-6), (name, key)
+            # whitened advantages have mean ~0: these are float noise around 0 (|x| ~ 1e-5)
+            for key in ("policy_loss", "advantage_mean"):
+                assert y[key] == pytest.approx(x[key], abs=1e-4), (name, key)
+        # training moved the weights (the equality above is not trivially of two untouched models)
+        first = _weights(one / "checkpoints" / "step-00000001" / "actor")
+        changed = sum(not torch.equal(first[k], a[k]) for k in a)
+        assert changed > 0
+        assert (two / "checkpoints" / "step-00000002" / "rng" / "rank-1.pt").is_file()
+    ppo_one, ppo_two = tmp_path / "one" / "ppo", tmp_path / "two" / "ppo"
+    for x, y in zip(_records(ppo_one), _records(ppo_two)):
+        rel = 1e-4 if x["step"] == 1 else 2e-3
+        for key in ("value_loss", "value_mean", "return_mean", "critic_grad_norm"):
+            assert y[key] == pytest.approx(x[key], rel=rel, abs=1e-6), key
+    _assert_adam_close(_weights(ppo_one / "checkpoints" / "step-00000002" / "critic"),
+                       _weights(ppo_two / "checkpoints" / "step-00000002" / "critic"))
