@@ -48,6 +48,10 @@ def _main(cfg: DictConfig) -> object:
     from longcot.stages import plan_all, run_all
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from longcot.training.distributed import detect
+
+    if not detect().is_main:  # one process of a multi-process job (torchrun / srun): rank 0 logs the run
+        logging.getLogger("longcot").setLevel(logging.WARNING)
     try:
         validate(cfg, HydraConfig.get().launcher.get("_target_"))
         plans = plan_all(cfg)  # the stage's own checks and identities, before anything runs

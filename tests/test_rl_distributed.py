@@ -113,3 +113,23 @@ def test_two_ranks_train_like_one(tmp_path: Path) -> None:
             assert y[key] == pytest.approx(x[key], rel=rel, abs=1e-6), key
     _assert_adam_close(_weights(ppo_one / "checkpoints" / "step-00000002" / "critic"),
                        _weights(ppo_two / "checkpoints" / "step-00000002" / "critic"))
+
+
+def test_cli_under_torchrun_writes_one_finished_run(tmp_path: Path) -> None:
+    """``torchrun -m longcot stage=rl ...``: rank 0 holds the lock and writes summary/DONE, the table is
+    printed once, and a relaunch finds the run finished."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    args = ["-m", "longcot", "stage=rl", "model=tiny", "data=toy", "reward=cosine", "algorithm=grpo",
+            "algorithm.rollout_batch_size=4", "algorithm.samples_per_prompt=2", "algorithm.train_batch_size=8",
+            "algorithm.micro_train_batch_size=2", "algorithm.max_new_tokens=8", "rl.max_steps=2", "rl.backend=torch",
+            f"output_root={tmp_path}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert proc.stdout.count("longcot rl (") == 1
+    (run,) = (tmp_path / "rl" / "tiny").iterdir()
+    assert (run / "DONE").is_file() and (run / "summary.json").is_file()
+    assert [r["step"] for r in _records(run)] == [1, 2]
+    again = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "finished RL run found" in again.stdout + again.stderr

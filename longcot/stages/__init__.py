@@ -37,6 +37,10 @@ def run_all(plans: Sequence[Plan]) -> list[Artifacts]:
     results = [module.run(p) for p in plans]
     cfg = plans[0].cfg
     section = cfg.get(cfg.stage.name)
+    from longcot.training.distributed import detect
+
+    if not detect().is_main:  # the other processes of a multi-process training job stay quiet
+        return results
     if hasattr(module, "report") and (section is None or section.get("print_table", True)):
         done = [(p, a) for p, a in zip(plans, results) if a.done]
         if done:
