@@ -18,7 +18,7 @@ import torch
 from longcot.config.schema import ModelConfig
 from longcot.data.toy import toy_problems
 from longcot.rl.config import AlgorithmConfig, RLConfig
-from longcot.rl.recipe import FINAL, PLOT, TIMING_KEYS, is_finished, plan_steps, step_problems, train
+from longcot.rl.recipe import FINAL, PLOT, TIMING_KEYS, check_settings, is_finished, plan_steps, step_problems, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,6 +72,41 @@ def test_multi_gamma_with_lambda_below_one_fails_before_loading(tmp_path):
     with pytest.raises(ValueError, match="algorithm.lam=1"):
         train(tmp_path, model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(4, 0),
               algorithm=_algo("ppo", lam=0.95), reward=REWARD_2CH, rl=RLConfig(), progress=False)
+
+
+def test_engine_and_head_settings_are_checked_with_the_key():
+    for bad, key in ((dict(backend="jax"), "rl.backend"), (dict(zero_stage=4), "rl.zero_stage"),
+                     (dict(precision="fp8"), "rl.precision"), (dict(attn_implementation="xformers"), "rl.attn_implementation"),
+                     (dict(logits_chunk_tokens=0), "rl.logits_chunk_tokens"), (dict(device="tpu"), "rl.device")):
+        with pytest.raises(ValueError, match=key):
+            RLConfig(**bad).validate()
+    with pytest.raises(ValueError, match="algorithm.value_heads"):
+        _algo("ppo", value_heads="many").validate()
+    with pytest.raises(ValueError, match="value_heads=per_channel: only PPO"):
+        check_settings(_algo("grpo", value_heads="per_channel"), RLConfig(), REWARD_2CH)
+    with pytest.raises(ValueError, match="must divide the 4 responses"):
+        _algo("ppo", train_batch_size=3, micro_train_batch_size=1).validate()
+    from longcot.training.engine import Engine, EngineConfig
+
+    with pytest.raises(ValueError, match="adam_offload=true needs the deepspeed backend"):
+        Engine(torch.nn.Linear(2, 2), EngineConfig(backend="torch", adam_offload=True), device="cpu")
+
+
+def test_per_channel_value_heads_run_ppo_with_lambda_below_one(tmp_path, one_torch_thread):
+    """Two channels with gammas 1 and 0.99: one value head needs lambda = 1 (official); one head per
+    channel runs each channel's GAE(gamma_c, 0.95) and trains a two-output critic."""
+    from safetensors.torch import load_file
+
+    with pytest.raises(ValueError, match="value_heads=per_channel"):
+        check_settings(_algo("ppo", lam=0.95), RLConfig(), REWARD_2CH)
+    algo = _algo("ppo", lam=0.95, value_heads="per_channel")
+    res = train(tmp_path, model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(4, 0), algorithm=algo,
+                reward=REWARD_2CH, rl=RLConfig(max_steps=2, save_every=1), progress=False)
+    assert [r["step"] for r in res.records] == [1, 2]
+    assert all(r["value_loss"] > 0 and r["critic_grad_norm"] > 0 for r in res.records)
+    heads = load_file(str(tmp_path / "checkpoints" / "step-00000002" / "critic" / "model.safetensors"))["value_head.weight"]
+    first = load_file(str(tmp_path / "checkpoints" / "step-00000001" / "critic" / "model.safetensors"))["value_head.weight"]
+    assert heads.shape[0] == 2 and not torch.equal(heads, first)  # both heads trained
 
 
 @pytest.mark.parametrize("name", ["ppo", "grpo", "dr_grpo", "reinforce_pp"])

@@ -157,6 +157,9 @@ class RLConfig:
             raise ValueError(f"rl.zero_stage={self.zero_stage!r}; valid: 1, 2, 3")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"rl.device={self.device!r}; valid: auto, cpu, cuda, cuda:<index>")
+        if self.adam_offload and self.backend == "torch":
+            raise ValueError("rl.adam_offload=true needs DeepSpeed (rl.backend=deepspeed, or auto on several GPUs); "
+                             "rl.backend=torch has no optimizer offload")
         if self.logits_chunk_tokens is not None and self.logits_chunk_tokens < 1:
             raise ValueError(f"rl.logits_chunk_tokens must be >= 1 or null, got {self.logits_chunk_tokens}")
         for key in ("save_every", "keep_checkpoints", "generate_batch_size", "forward_batch_size"):

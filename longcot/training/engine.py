@@ -133,6 +133,9 @@ class Engine:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.backend = resolve_backend(cfg.backend, self.device, self.dist)
         self.precision = resolve_precision(cfg.precision, self.device)
+        if cfg.adam_offload and self.backend != "deepspeed":
+            raise ValueError(f"adam_offload=true needs the deepspeed backend; this engine resolved to {self.backend!r} "
+                             "(set the backend to deepspeed, or turn the offload off)")
         if self.precision == "bf16" and self.device.type != "cuda" and self.backend == "torch":
             log.warning("precision=bf16 on %s: autocast to bfloat16 on CPU is slow; float32 is the CPU default", self.device)
         if cfg.gradient_checkpointing:
@@ -145,9 +148,6 @@ class Engine:
         self._ddp = None
         if self.backend not in ("torch", "deepspeed"):
             raise ValueError(f"backend={self.backend!r}; valid: torch, deepspeed")
-        if cfg.adam_offload and self.backend != "deepspeed":
-            raise ValueError(f"adam_offload=true needs the deepspeed backend; this engine resolved to {self.backend!r} "
-                             "(set the backend to deepspeed, or turn the offload off)")
         if self.backend == "torch":
             model.to(self.device)
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
