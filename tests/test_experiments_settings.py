@@ -86,7 +86,9 @@ def assert_keys(cfg: DictConfig, expected: dict[str, Any], where: str) -> None:
 # Every official RL script (openrlhf/scripts/section_4__*/ and section_5__*/*.sh) sets these, and
 # cli/train_ppo_ray.py's defaults give the rest (eps/value clip 0.2, t 1.0, top-p 1.0, reward clip
 # (-10, 10), k1 KL with a fixed coefficient, Adam betas (0.9, 0.95), grad norm 1.0, cosine_with_min_lr
-# warmup 0.03 and min_lr 0.1 x lr in trainer/ray/ppo_actor.py and ppo_critic.py).
+# warmup 0.03 and min_lr 0.1 x lr in trainer/ray/ppo_actor.py and ppo_critic.py). Engine: every RL
+# script runs its actor/critic on DeepSpeed with --bf16 --flash_attn --gradient_checkpointing
+# (--flash_attn = rl.attn_implementation auto: flash_attention_2 where flash_attn is installed).
 RL_COMMON = {
     "algorithm.name": "ppo", "algorithm.advantage": "gae",
     "algorithm.learning_rate": 5e-7, "algorithm.rollout_batch_size": 512, "algorithm.train_batch_size": 512,
@@ -97,7 +99,14 @@ RL_COMMON = {
     "algorithm.max_grad_norm": 1.0, "algorithm.warmup_ratio": 0.03, "algorithm.min_lr_ratio": 0.1,
     "algorithm.whiten_advantages": True, "algorithm.truncated_eos": "replace", "reward.margin": 16,
     "scale.name": "full",
+    "rl.backend": "deepspeed", "rl.precision": "bf16", "rl.gradient_checkpointing": True,
+    "rl.attn_implementation": "auto",
 }
+# --zero_stage / --adam_offload: 2 without offload in section_4.1__*, section_4.2__*classic.sh,
+# section_4.3__*, section_4.4__*, section_4.6__* and section_5.2__*; 3 with --adam_offload in
+# section_4.2__*cosine_repetition_penalty.sh and section_4.5__length_reward_hacking__cosine.sh.
+ZERO2 = {"rl.zero_stage": 2, "rl.adam_offload": False}
+ZERO3_OFFLOAD = {"rl.zero_stage": 3, "rl.adam_offload": True}
 
 
 def rl_script(samples: int, epochs: int, episodes: int, critic_lr: float, gen_max: int = 14336) -> dict[str, Any]:
@@ -178,6 +187,15 @@ def rl_reward_spec(study: str, point: str) -> tuple:
     return COS_DEFAULT
 
 
+def rl_engine(study: str, point: str) -> dict[str, Any]:
+    """--zero_stage / --adam_offload of the script the RL point transcribes."""
+    if study in ("fig1_sft_scaling", "table1_emergent_vs_constructed", "table4_qwen_direct_rl"):
+        return ZERO3_OFFLOAD  # section_4.2__active_scaling_of_cot_length__cosine_repetition_penalty.sh
+    if study == "sec4_cosine_vs_classic":
+        return {"classic": ZERO2, "cosine": ZERO3_OFFLOAD, "cosine-reppen": ZERO3_OFFLOAD}[point]
+    return ZERO2
+
+
 def expected(study: str, point: str, stage: str) -> dict[str, Any]:
     """The official settings ``stage`` of ``point`` must get (keys of the composed config)."""
     qwen = study == "table4_qwen_direct_rl" or point == "qwen-classic"
@@ -201,6 +219,7 @@ def expected(study: str, point: str, stage: str) -> dict[str, Any]:
         return {**EVAL_FOUR, **model}
     # rl
     out = {**RL_COMMON, **model, "rl.from_sft": point != "base-rl", "data.name": "math_train", "data.limit": None}
+    out.update(rl_engine(study, point))
     spec = rl_reward_spec(study, point)
     if study == "sec4_classic_baseline":  # section_4.1__cot_length_stability__{llama,qwen}_classic.sh
         out.update(rl_script(8, 1, 8, 4.5e-6))
