@@ -120,7 +120,7 @@ def test_rl_identity_follows_the_sft_run_it_starts_from(tmp_path: Path) -> None:
     assert rl_stage.plan(_cfg(tmp_path, *base, "rl.save_every=5")).run_id == p.run_id  # bookkeeping
     assert rl_stage.plan(_cfg(tmp_path, *base, "rl.from_sft=false")).identity["model"]["name"] == "tiny"
     with pytest.raises(ValueError, match=r"algorithm.lam=0.9: reward 'cosine_reppen' has channels with different "
-                                         r"gammas \[1.0, 0.99\]; PPO with several gammas needs algorithm.lam=1"):
+                                         r"gammas \[1.0, 0.99\]; PPO with one value head and several gammas needs algorithm.lam=1"):
         rl_stage.plan(_cfg(tmp_path, *base, "reward=cosine_reppen", "algorithm=ppo", "algorithm.lam=0.9"))
     assert _files(tmp_path) == []
 
