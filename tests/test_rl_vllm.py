@@ -52,3 +52,57 @@ def test_vllm_colocated_rollouts_match_hf_greedy(tmp_path, one_torch_thread):
     # the weights really moved between steps (a non-trivial check of the pushes) and were pushed
     assert runs["vllm"][-1]["kl"] > 0 and all(r["weight_push_s"] > 0 for r in runs["vllm"])
     assert 0 < runs["hf"][0]["accuracy"] < 1
+
+
+TWO_RANK_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from pathlib import Path
+from longcot.config.schema import GenerationConfig, ModelConfig
+from longcot.data.toy import toy_problems
+from longcot.generation.vllm import VLLMGenerator
+from longcot.rl.config import AlgorithmConfig, RLConfig
+from longcot.rl.recipe import train
+algo = AlgorithmConfig(name="ppo", advantage="gae", learning_rate=2e-4, critic_learning_rate=1e-3,
+                       rollout_batch_size=4, samples_per_prompt=2, train_batch_size=8, micro_train_batch_size=4,
+                       max_new_tokens=16, temperature=0.0, warmup_ratio=0.0, episodes=10)
+def factory(weights_dir):
+    return VLLMGenerator(ModelConfig(name="rl-actor", path=str(weights_dir), max_model_len=512),
+                         GenerationConfig(backend="vllm", device="cpu"))
+train(Path(sys.argv[1]), model=ModelConfig(name="sft", path=sys.argv[2]), problems=toy_problems(4, 0),
+      algorithm=algo, reward={"name": "classic", "kind": "classic", "margin": 2},
+      rl=RLConfig(max_steps=2, save_every=2, rollout_backend=sys.argv[3], backend="torch"),
+      vllm_factory=factory, progress=False)
+"""
+
+
+def test_two_ranks_each_with_a_colocated_engine_match_hf_greedy(tmp_path):
+    """torchrun, 2 ranks: each rank's own in-process vLLM engine (``external_launcher``) samples its block
+    of prompts; the gathered rewards and lengths equal one process's HF rollouts, before and after the
+    first weight push."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_rl_distributed import _port
+
+    sft = warm_start(tmp_path / "sft", toy_problems(4, 0))
+    script = tmp_path / "train.py"
+    script.write_text(TWO_RANK_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", VLLM_CPU_KVCACHE_SPACE="1")
+    runs = {}
+    for backend, launch in (("hf", [sys.executable]),
+                            ("vllm", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                                      f"--master_port={_port()}"])):
+        proc = subprocess.run([*launch, str(script), str(tmp_path / backend), str(sft), backend], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        runs[backend] = [json.loads(x) for x in (tmp_path / backend / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in runs["vllm"]] == [1, 2]
+    for a, b in zip(runs["hf"], runs["vllm"]):
+        for key in ("reward", "accuracy", "response_length_mean", "response_length_max", "truncation_ratio"):
+            assert a[key] == b[key], (a["step"], key, a[key], b[key])
+    assert runs["vllm"][-1]["kl"] > 0 and runs["vllm"][-1]["weight_push_s"] > 0
+    assert 0 < runs["hf"][0]["accuracy"] < 1

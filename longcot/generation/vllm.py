@@ -124,6 +124,23 @@ def engine_config_overrides(config: Any, *, rope_theta_scale: float = 1.0, max_m
     return apply_config_overrides(config, rope_theta_scale=rope_theta_scale, max_model_len=max_model_len)
 
 
+def colocated_settings(tensor_parallel_size: int) -> dict[str, Any]:
+    """Engine arguments for a process that is one rank of a multi-process job (a colocated RL rollout
+    engine under torchrun / srun, the process group already joined): vLLM's ``external_launcher``
+    executor, so each rank runs its own engine in-process on its own device and prompts (as TRL's
+    colocate mode). Tensor parallelism would tie ranks into groups that must generate the same
+    prompts, so it is refused there. ``{}`` in a single process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return {}
+    if tensor_parallel_size != 1:
+        raise ValueError(
+            f"generation.tensor_parallel_size={tensor_parallel_size}: a colocated vLLM engine in a "
+            f"{dist.get_world_size()}-process job runs one engine per rank; set generation.tensor_parallel_size=1")
+    return {"distributed_executor_backend": "external_launcher"}
+
+
 class VLLMGenerator:
     """:class:`~longcot.generation.base.Generator` over ``vllm.LLM``."""
 
@@ -179,6 +196,7 @@ class VLLMGenerator:
                 kwargs["max_model_len"] = int(model_cfg.max_model_len)
             if self.device == "cpu":
                 kwargs.update(self._cpu_settings(hf_config, kwargs["dtype"]))
+            kwargs.update(colocated_settings(kwargs["tensor_parallel_size"]))
             t0 = time.perf_counter()
             llm = vllm.LLM(**kwargs)
             log.info("vLLM engine (%s) for %s ready in %.1f s", self.device, model_cfg.name, time.perf_counter() - t0)

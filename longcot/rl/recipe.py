@@ -24,7 +24,9 @@ advantage whitening and every logged mean are global (all-reduced), and each opt
 ``train_batch_size / W`` responses per rank. The rollouts do not depend on the split (per-sample
 seeds), so ``W`` ranks train like one process up to float summation order when a rollout is one
 optimizer step (tested). ZeRO-3 gathers the actor's weights for HF rollouts
-(:meth:`Engine.full_weights`). The frozen reference is a full copy per rank (bf16 under bf16).
+(:meth:`Engine.full_weights`); colocated vLLM runs one engine per rank (vLLM's ``external_launcher``,
+see :func:`longcot.generation.vllm.colocated_settings`), all reloading the weights rank 0 exported.
+The frozen reference is a full copy per rank (bf16 under bf16).
 
 Per step, one ``metrics.jsonl`` record (and the tracker): reward per channel, accuracy, response
 length mean/max, truncation ratio, KL, entropy, policy/value loss, clip fraction, reflection keywords,
@@ -37,6 +39,7 @@ marks the training finished). ``DONE`` is the caller's (the rl stage writes it a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -202,10 +205,6 @@ def train(
     device = local_device(rl.device, dist)
     precision = resolve_precision(rl.precision, device)
     attn = resolve_attn(rl.attn_implementation, device)
-    if dist.distributed and rl.rollout_backend == "vllm":
-        raise ValueError(
-            f"rl.rollout_backend=vllm with {dist.world_size} processes is not supported yet (each rank would start "
-            "its own colocated engine; untested): use rl.rollout_backend=hf, or one process")
     torch.manual_seed(rl.seed)
     # Master weights in float32; bf16 compute from autocast (torch) or DeepSpeed's bf16 mode. The frozen
     # reference only runs forward: it is loaded in the compute precision.
@@ -286,7 +285,7 @@ def train(
         t0 = time.perf_counter()
         actor.module.eval()
         seeds = [prompt_seed(rl.seed, f"{step}:{p.id}") for p in batch]
-        with actor.full_weights():
+        with actor.full_weights() if rl.rollout_backend == "hf" else contextlib.nullcontext():
             outs = generator.generate([prompt_of[p.id][0] for p in batch], params, seeds=seeds, progress=False)
         comps = [c for row in outs for c in row]
         rows_problem = [p for p in batch for _ in range(group)]
