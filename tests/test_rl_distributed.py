@@ -133,3 +133,70 @@ def test_cli_under_torchrun_writes_one_finished_run(tmp_path: Path) -> None:
     assert [r["step"] for r in _records(run)] == [1, 2]
     again = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "finished RL run found" in again.stdout + again.stderr
+
+
+RESUME_SCRIPT = SCRIPT.split("for name, algo in algos.items():")[0] + """
+train(sys.argv[1], model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(8, 0), algorithm=algos["ppo"],
+      reward=REWARD, rl=RLConfig(max_steps=4, save_every=1, keep_checkpoints=2, backend="torch"), progress=False)
+"""
+
+
+def test_two_rank_sigkill_and_relaunch_equals_uninterrupted(tmp_path: Path) -> None:
+    """SIGKILL of the whole torchrun job after its step-2 checkpoint, relaunch with the same command:
+    both ranks resume (weights, optimizers, per-rank RNG, data position) and the run ends with the
+    uninterrupted run's metrics and weights."""
+    import signal
+    import time
+
+    script = tmp_path / "train.py"
+    script.write_text(RESUME_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+
+    def launch(out: Path) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}",
+                str(script), str(out)]
+
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    _run(launch(full), env)
+    proc = subprocess.Popen(launch(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    marker = killed / "checkpoints" / "step-00000002" / "state.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the run never reached its step-2 checkpoint"
+    assert not (killed / "final" / "state.json").exists(), "the run finished before it could be killed"
+    _run(launch(killed), env)
+
+    a, b = _records(full), _records(killed)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    for x, y in zip(a, b):
+        for k, v in x.items():
+            if not k.startswith("time_") and k not in ("step_time_s", "weight_push_s"):
+                assert y[k] == pytest.approx(v, rel=1e-5, abs=1e-6), (x["step"], k)
+    wa, wb = _weights(full / "final" / "actor"), _weights(killed / "final" / "actor")
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], atol=1e-6, rtol=0)
+
+
+def test_every_rank_of_a_torchrun_job_builds_a_complete_tiny_model(tmp_path: Path) -> None:
+    """transformers 5 writes a model only on rank 0 of an initialised process group; the tiny model's
+    builder must write on every rank (each rank of a fresh job may build the cache; the first rename wins)."""
+    script = tmp_path / "build.py"
+    script.write_text(
+        "import sys, torch.distributed as dist\n"
+        "dist.init_process_group('gloo')\n"
+        "from longcot.models.tiny import build_tiny\n"
+        "build_tiny(f'{sys.argv[1]}/rank-{dist.get_rank()}')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}",
+          str(script), str(tmp_path)], env)
+    files = [sorted(p.name for p in (tmp_path / f"rank-{r}").iterdir()) for r in (0, 1)]
+    assert files[0] == files[1] and "model.safetensors" in files[1] and "config.json" in files[1]
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / "rank-0" / name).read_bytes() == (tmp_path / "rank-1" / name).read_bytes()

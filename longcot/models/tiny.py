@@ -291,6 +291,9 @@ def build_tiny(out_dir: str | os.PathLike, model_cfg: "ModelConfig | None" = Non
         eos_id=tokenizer.eos_token_id,
         pad_id=tokenizer.pad_token_id,
     )
+    # transformers 5 writes a model only on rank 0 of an initialised process group; every rank of a
+    # torchrun job may build its own copy here (ensure_tiny: the first rename wins), so write on all.
+    model.should_save_on_this_rank = lambda is_main_process: is_main_process
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "longcot_tiny.json").write_text(
