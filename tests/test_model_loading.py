@@ -136,3 +136,32 @@ def test_large_model_refused_on_cpu_before_reading_weights(tmp_path: Path) -> No
     with pytest.raises(Exception) as allowed:  # allowed: it goes on, to the missing tokenizer and weights
         load_model_and_tokenizer(ModelConfig(name="llama8b", path=str(ckpt), allow_large_on_cpu=True), device="cpu")
     assert not isinstance(allowed.value, ModelUnavailable)
+
+
+def test_a_trained_checkpoint_is_not_rope_scaled_twice(tmp_path):
+    """A training run loads ``rope_theta_scale`` into its config and its final checkpoint saves that
+    config: the stages reading the checkpoint (RL after SFT, eval, the colocated rollout engine) must
+    not scale theta again; the critic body gets the actor's overridden config."""
+    from omegaconf import OmegaConf
+
+    from longcot.config.schema import ModelConfig
+    from longcot.models.loading import load_config, load_model_and_tokenizer, resolve_model_path
+    from longcot.rl.value_head import Critic
+    from longcot.stages.base import Plan, model_at_run
+
+    def theta(config) -> float:
+        return float(config.rope_parameters["rope_theta"])
+
+    base = theta(load_config(OmegaConf.structured(ModelConfig(name="tiny", path="tiny"))))
+    cfg = OmegaConf.structured(ModelConfig(name="tiny", path="tiny", rope_theta_scale=10.0))
+    model, tok = load_model_and_tokenizer(cfg, device="cpu")
+    assert theta(model.config) == pytest.approx(10 * base)
+    out = tmp_path / "sft" / "final" / "model"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    downstream = model_at_run(cfg, [Plan("sft", OmegaConf.create({}), {}, tmp_path / "sft", ())])
+    assert downstream.path == str(out)
+    assert theta(load_config(downstream)) == pytest.approx(10 * base)  # not 100x
+    path = resolve_model_path(cfg)
+    critic = Critic.from_pretrained(path, config=load_config(cfg, path))
+    assert theta(critic.body.config) == pytest.approx(10 * base)

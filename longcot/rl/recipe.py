@@ -168,7 +168,7 @@ def train(
     from longcot.data.prompts import chat_prompt
     from longcot.generation.base import SamplingParams, prompt_seed
     from longcot.generation.hf import HFGenerator, encode_prompt
-    from longcot.models.loading import load_model_and_tokenizer, resolve_model_path
+    from longcot.models.loading import load_config, load_model_and_tokenizer, resolve_model_path
     from longcot.rewards.channels import ScoredSample, compute_channel_rewards, reward_channels
     from longcot.rewards.config import to_reward_config
     from longcot.rl.advantages import gae_advantages, group_advantages, per_channel_gae, reinforce_returns, whiten
@@ -244,9 +244,10 @@ def train(
     engines: dict[str, Engine] = {"actor": actor}
     critic: Optional[Engine] = None
     if algorithm.uses_critic:
-        critic_module = Critic.from_pretrained(resolve_model_path(model), head_seed=rl.seed,
-                                               num_heads=len(channels) if per_channel else 1)
-        critic_module.body.set_attn_implementation(attn)
+        path = resolve_model_path(model)  # the actor's checkpoint, config overrides and attention
+        critic_module = Critic.from_pretrained(path, head_seed=rl.seed, num_heads=len(channels) if per_channel else 1,
+                                               config=load_config(model, path), attn_implementation=attn,
+                                               trust_remote_code=bool(model.trust_remote_code))
         critic = Engine(critic_module.to(device), engine_cfg(float(algorithm.critic_learning_rate)), device=device,
                         dist_env=dist)
         engines["critic"] = critic

@@ -52,14 +52,17 @@ class Critic(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, dtype: torch.dtype = torch.float32, head_seed: int = 0, num_heads: int = 1
+        cls, path: str | Path, *, dtype: torch.dtype = torch.float32, head_seed: int = 0, num_heads: int = 1,
+        **from_pretrained_kwargs: object,
     ) -> "Critic":
         """Body from a causal-LM checkpoint (its LM head is dropped), fresh value head (or a saved one:
-        ``<path>/value_head.pt``, which must have ``num_heads`` rows)."""
+        ``<path>/value_head.pt``, which must have ``num_heads`` rows). ``from_pretrained_kwargs`` go to
+        ``AutoModelForCausalLM.from_pretrained`` (the actor's ``config`` with its overrides, attention
+        implementation, ``trust_remote_code``), so the critic's body is the actor's model."""
         from transformers import AutoModelForCausalLM
 
         # The causal LM's own body (``base_model``: e.g. LlamaModel), its LM head discarded.
-        body = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).base_model
+        body = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **from_pretrained_kwargs).base_model
         critic = cls(body, int(body.config.hidden_size), head_seed=head_seed, num_heads=num_heads)
         head = Path(path) / HEAD_FILE
         if head.is_file():

@@ -252,10 +252,14 @@ def model_identity(model_cfg: Any, upstream: Sequence[Plan] = ()) -> dict[str, A
 
 def model_at_run(model_cfg: Any, upstream: Sequence[Plan] = ()) -> DictConfig:
     """The model config a run loads: ``model_cfg``, pointed at the upstream training run's final
-    checkpoint when there is one."""
+    checkpoint when there is one (its load-time RoPE scaling is already in that checkpoint's config)."""
     node = OmegaConf.create(OmegaConf.to_container(model_cfg, resolve=True))
     producer = trained_by(upstream)
     if producer is not None:
         node.path = str(producer.run_dir / FINAL_MODEL[producer.stage])
         node.tokenizer = None
+        node.revision = None
+        # The checkpoint's config.json already holds the overrides its training loaded with (the RoPE
+        # theta scaled by rope_theta_scale): scaling again would multiply theta twice.
+        node.rope_theta_scale = 1.0
     return node

@@ -137,7 +137,8 @@ def run(p: Plan) -> Artifacts:
 
             def vllm_factory(weights_dir: Path) -> Any:  # the colocated engine, loaded from the actor's weights
                 m = model.copy()
-                m.path, m.tokenizer = str(weights_dir), None
+                # the exported actor: its config already holds the RoPE scaling the actor loaded with
+                m.path, m.tokenizer, m.revision, m.rope_theta_scale = str(weights_dir), None, None, 1.0
                 gen = cfg.generation.copy()
                 gen.backend = "vllm"
                 return build_generator(m, gen)
