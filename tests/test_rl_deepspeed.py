@@ -1,7 +1,9 @@
-"""RL on DeepSpeed across two processes (DeepSpeed's CPU accelerator, gloo): ZeRO-2, ZeRO-3 (HF
-rollouts from the gathered actor weights, :meth:`Engine.full_weights`) and ZeRO-2 with the optimizer
-offloaded to DeepSpeed's CPU Adam (``rl.adam_offload``) each log the same rollouts, losses and grad
-norms as a single plain-torch process, and the offload engine really is offloaded.
+"""RL on DeepSpeed across two processes (DeepSpeed's CPU accelerator, gloo): ZeRO-2, ZeRO-3 (every
+actor forward a collective: HF rollouts of unequal lengths step the ranks together, ``synced_gpus``)
+and ZeRO-2 with the optimizer offloaded to DeepSpeed's CPU Adam (``rl.adam_offload``) each log the
+same rollouts, losses and grad norms as two plain-torch DDP processes, with two optimizer steps per
+rollout and two epochs (accumulation boundaries across several steps), and the offload engine
+really is offloaded.
 
 Needs the optional extra (``pip install -e '.[deepspeed]'``); skipped where deepspeed is not
 importable (CI). The first run JIT-builds DeepSpeed's CPU ops (shared-memory comm, CPU Adam; a C++
@@ -19,15 +21,9 @@ import pytest
 
 pytest.importorskip("deepspeed", reason="deepspeed not installed (optional extra: pip install -e '.[deepspeed]')")
 
-from tests.test_rl_distributed import SCRIPT, _port, _records  # noqa: E402
+from tests.test_rl_distributed import SCRIPT, _port, _records, clean_env, script_args, torchrun, warm_model  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-DS_SCRIPT = SCRIPT.replace(
-    'rl=RLConfig(max_steps=2, save_every=1, backend="torch")',
-    'rl=RLConfig(max_steps=2, save_every=1, backend=sys.argv[2], zero_stage=int(sys.argv[3]), '
-    'adam_offload=sys.argv[4] == "1")',
-)
 
 OFFLOAD_CHECK = """
 import json, sys, torch
@@ -50,18 +46,20 @@ def _run(cmd: list[str], env: dict) -> str:
     return proc.stdout
 
 
-def test_zero2_zero3_offload_train_like_one_torch_process(tmp_path: Path) -> None:
+def test_zero2_zero3_offload_train_like_torch_ddp(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
-    script.write_text(DS_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    _run([sys.executable, str(script), str(tmp_path / "torch"), "torch", "2", "0"], env)
-    runs = {"zero2": ("2", "0"), "zero3": ("3", "0"), "zero2_offload": ("2", "1")}
+    script.write_text(SCRIPT)
+    env = clean_env()
+    model = warm_model(tmp_path)
+    multi = dict(train_batch=4, epochs=2)  # 2 optimizer steps per epoch, 2 epochs per rollout
+    _run([*torchrun(), str(script), *script_args(tmp_path / "torch", model, "torch", **multi)], env)
+    runs = {"zero2": (2, False), "zero3": (3, False), "zero2_offload": (2, True)}
     for name, (stage, offload) in runs.items():
-        _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}",
-              str(script), str(tmp_path / name), "deepspeed", stage, offload], env)
+        _run([*torchrun(), str(script), *script_args(tmp_path / name, model, "deepspeed", stage, offload, **multi)], env)
+    # ranks decode unequal numbers of tokens (the ZeRO-3 hazard)
+    assert all(r["response_length_max"] > r["response_length_mean"] for r in _records(tmp_path / "torch" / "ppo"))
     for name in runs:
-        for algo in ("ppo", "reinforce_pp"):
+        for algo in ("ppo", "reinforce_pp", "grpo"):
             ra, rb = _records(tmp_path / "torch" / algo), _records(tmp_path / name / algo)
             assert [r["step"] for r in rb] == [1, 2], (name, algo)
             for x, y in zip(ra, rb):
@@ -74,7 +72,6 @@ def test_zero2_zero3_offload_train_like_one_torch_process(tmp_path: Path) -> Non
             assert (tmp_path / name / algo / "final" / "actor" / "model.safetensors").is_file()
     # the offload run's engine: DeepSpeed's CPU Adam on offloaded optimizer states
     (tmp_path / "check.py").write_text(OFFLOAD_CHECK)
-    out = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", f"--master_port={_port()}",
-                str(tmp_path / "check.py")], env)
+    out = _run([*torchrun(1), str(tmp_path / "check.py")], env)
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
     assert result == {"optimizer": "DeepSpeedCPUAdam", "offload": True}

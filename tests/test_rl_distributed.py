@@ -26,17 +26,22 @@ from longcot.config.schema import ModelConfig
 from longcot.data.toy import toy_problems
 from longcot.rl.config import AlgorithmConfig, RLConfig
 from longcot.rl.recipe import train
+out, model_path, backend, zero, offload, train_batch, epochs, names = sys.argv[1:9]
 REWARD = {"name": "cos_rep", "kind": "cosine", "margin": 2,
           "repetition": {"variant": "dense", "ngram_size": 1, "penalty": -0.05, "gamma": 0.99}}
-common = dict(rollout_batch_size=4, samples_per_prompt=2, train_batch_size=8, micro_train_batch_size=2,
-              max_new_tokens=16, warmup_ratio=0.0, episodes=2, learning_rate=1e-3)
+common = dict(rollout_batch_size=4, samples_per_prompt=2, train_batch_size=int(train_batch), micro_train_batch_size=2,
+              max_new_tokens=16, warmup_ratio=0.0, episodes=2, epochs=int(epochs), learning_rate=1e-3)
 algos = {
     "ppo": AlgorithmConfig(name="ppo", advantage="gae", critic_learning_rate=1e-3, **common),
     "reinforce_pp": AlgorithmConfig(name="reinforce_pp", advantage="reinforce", critic_learning_rate=None, **common),
+    "grpo": AlgorithmConfig(name="grpo", advantage="group", kl_estimator="k3", kl_in="loss",
+                            whiten_advantages=False, critic_learning_rate=None, value_clip=None, **common),
 }
-for name, algo in algos.items():
-    train(f"{sys.argv[1]}/{name}", model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(8, 0),
-          algorithm=algo, reward=REWARD, rl=RLConfig(max_steps=2, save_every=1, backend="torch"), progress=False)
+for name in names.split(","):
+    train(f"{out}/{name}", model=ModelConfig(name="m", path=model_path), problems=toy_problems(8, 0),
+          algorithm=algos[name], reward=REWARD,
+          rl=RLConfig(max_steps=2, save_every=1, backend=backend, zero_stage=int(zero), adam_offload=offload == "1"),
+          progress=False)
 """
 
 
@@ -76,15 +81,46 @@ def _assert_adam_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
     assert far <= 1e-3 * total, f"{far} of {total} weights differ by more than 2e-5"
 
 
+ALGOS = ("ppo", "reinforce_pp", "grpo")
+
+
+def script_args(out: Path, model: Path, backend: str = "torch", zero: int = 2, offload: bool = False,
+                train_batch: int = 8, epochs: int = 1, algos: tuple[str, ...] = ALGOS) -> list[str]:
+    return [str(out), str(model), backend, str(zero), "1" if offload else "0", str(train_batch), str(epochs),
+            ",".join(algos)]
+
+
+def torchrun(n: int = 2) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", f"--master_port={_port()}"]
+
+
+def clean_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def warm_model(tmp_path: Path) -> Path:
+    """A toy-SFT warm start: responses end at different lengths (and some are right), so ranks decode
+    different numbers of tokens and group advantages are not all zero."""
+    from longcot.data.toy import toy_problems
+    from tests.test_rl_recipe import warm_start
+
+    return warm_start(tmp_path / "sft", toy_problems(8, 0))
+
+
 def test_two_ranks_train_like_one(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    _run([sys.executable, str(script), str(tmp_path / "one")], env)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}",
-          str(script), str(tmp_path / "two")], env)
-    for name in ("ppo", "reinforce_pp"):
+    env = clean_env()
+    model = warm_model(tmp_path)
+    _run([sys.executable, str(script), *script_args(tmp_path / "one", model)], env)
+    _run([*torchrun(), str(script), *script_args(tmp_path / "two", model)], env)
+    recs = _records(tmp_path / "one" / "ppo") + _records(tmp_path / "one" / "grpo")
+    # responses of unequal lengths (ranks decode different numbers of tokens), and a real GRPO signal
+    assert all(r["response_length_max"] > r["response_length_mean"] for r in recs)
+    assert all(r["actor_grad_norm"] > 0 for r in recs)
+    for name in ALGOS:
         one, two = tmp_path / "one" / name, tmp_path / "two" / name
         _assert_adam_close(_weights(one / "final" / "actor"), _weights(two / "final" / "actor"))
         a = _weights(one / "final" / "actor")
@@ -102,8 +138,8 @@ def test_two_ranks_train_like_one(tmp_path: Path) -> None:
             for key in ("policy_loss", "advantage_mean"):
                 assert y[key] == pytest.approx(x[key], abs=1e-4), (name, key)
         # training moved the weights (the equality above is not trivially of two untouched models)
-        first = _weights(one / "checkpoints" / "step-00000001" / "actor")
-        changed = sum(not torch.equal(first[k], a[k]) for k in a)
+        step1 = _weights(one / "checkpoints" / "step-00000001" / "actor")
+        changed = sum(not torch.equal(step1[k], a[k]) for k in a)
         assert changed > 0
         assert (two / "checkpoints" / "step-00000002" / "rng" / "rank-1.pt").is_file()
     ppo_one, ppo_two = tmp_path / "one" / "ppo", tmp_path / "two" / "ppo"
@@ -135,10 +171,7 @@ def test_cli_under_torchrun_writes_one_finished_run(tmp_path: Path) -> None:
     assert again.returncode == 0 and "finished RL run found" in again.stdout + again.stderr
 
 
-RESUME_SCRIPT = SCRIPT.split("for name, algo in algos.items():")[0] + """
-train(sys.argv[1], model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(8, 0), algorithm=algos["ppo"],
-      reward=REWARD, rl=RLConfig(max_steps=4, save_every=1, keep_checkpoints=2, backend="torch"), progress=False)
-"""
+RESUME_SCRIPT = SCRIPT.replace("max_steps=2,", "max_steps=4, keep_checkpoints=2,")
 
 
 def test_two_rank_sigkill_and_relaunch_equals_uninterrupted(tmp_path: Path) -> None:
@@ -154,12 +187,12 @@ def test_two_rank_sigkill_and_relaunch_equals_uninterrupted(tmp_path: Path) -> N
     env["OMP_NUM_THREADS"] = "1"
 
     def launch(out: Path) -> list[str]:
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}",
-                str(script), str(out)]
+        return [*torchrun(), str(script), *script_args(out, Path("tiny"), algos=("ppo",))]
 
     full, killed = tmp_path / "full", tmp_path / "killed"
     _run(launch(full), env)
-    proc = subprocess.Popen(launch(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    full, killed = full / "ppo", killed / "ppo"
+    proc = subprocess.Popen(launch(killed.parent), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     marker = killed / "checkpoints" / "step-00000002" / "state.json"
     deadline = time.time() + 300
@@ -169,7 +202,7 @@ def test_two_rank_sigkill_and_relaunch_equals_uninterrupted(tmp_path: Path) -> N
     proc.wait()
     assert marker.exists(), "the run never reached its step-2 checkpoint"
     assert not (killed / "final" / "state.json").exists(), "the run finished before it could be killed"
-    _run(launch(killed), env)
+    _run(launch(killed.parent), env)
 
     a, b = _records(full), _records(killed)
     assert [r["step"] for r in b] == [1, 2, 3, 4]

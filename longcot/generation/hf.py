@@ -163,9 +163,15 @@ class HFGenerator:
         *,
         batch_size: int = 16,
         device: str | None = None,
+        synced_gpus: bool = False,
     ) -> None:
+        """``synced_gpus``: every rank of a process group keeps stepping until all ranks' sequences
+        are done (transformers' ``generate(synced_gpus=True)``), for a model whose forward is a
+        collective (DeepSpeed ZeRO-3 gathers its partitioned weights in every forward); each rank
+        must then generate for the same number of (prompt, sample) pairs."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.synced_gpus = bool(synced_gpus)
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = int(batch_size)
@@ -234,7 +240,6 @@ class HFGenerator:
         )
 
     # ------------------------------------------------------------------ generation
-    @torch.inference_mode()
     def generate(
         self,
         prompts: Sequence[Prompt],
@@ -243,6 +248,20 @@ class HFGenerator:
         seeds: Sequence[int] | None = None,
         first_sample: int = 0,
         progress: bool = True,
+    ) -> list[list[Completion]]:
+        # Inference mode, except for a ZeRO-3 model (synced_gpus): its weights are re-gathered inside
+        # the forward, and weights materialised in inference mode cannot be trained on afterwards.
+        with torch.no_grad() if self.synced_gpus else torch.inference_mode():
+            return self._generate(prompts, params, seeds=seeds, first_sample=first_sample, progress=progress)
+
+    def _generate(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams,
+        *,
+        seeds: Sequence[int] | None,
+        first_sample: int,
+        progress: bool,
     ) -> list[list[Completion]]:
         from tqdm.auto import tqdm
 
@@ -257,6 +276,9 @@ class HFGenerator:
             for k in range(params.n):
                 s = first_sample + k
                 if budget < 1:
+                    if self.synced_gpus:  # this rank would run fewer forward passes than the others
+                        raise ValueError(f"a {len(ids)}-token prompt leaves no room to generate in the "
+                                         f"{self.max_positions}-position context (synced generation needs a budget)")
                     results[i][k] = Completion("", (), "length", len(ids), s)
                 else:
                     jobs.append((i, k, s, sample_seed(int(seeds[i]), s), budget))
@@ -298,6 +320,7 @@ class HFGenerator:
             attention_mask=attention.to(self.device),
             generation_config=self._clean_generation_config(max(budgets)),
             logits_processor=LogitsProcessorList([sampler]),
+            synced_gpus=self.synced_gpus,
         )
         generated = out[:, width:].tolist()
         eos = set(self.eos_ids)

@@ -23,8 +23,8 @@ samples, scores and trains on its own responses (as OpenRLHF's per-rank replay b
 advantage whitening and every logged mean are global (all-reduced), and each optimizer step takes
 ``train_batch_size / W`` responses per rank. The rollouts do not depend on the split (per-sample
 seeds), so ``W`` ranks train like one process up to float summation order when a rollout is one
-optimizer step (tested). ZeRO-3 gathers the actor's weights for HF rollouts
-(:meth:`Engine.full_weights`); colocated vLLM runs one engine per rank (vLLM's ``external_launcher``,
+optimizer step (tested). Under ZeRO-3 every forward of the actor is a collective, so HF rollouts
+step all ranks together (``synced_gpus``) until every rank's sequences are done; colocated vLLM runs one engine per rank (vLLM's ``external_launcher``,
 see :func:`longcot.generation.vllm.colocated_settings`), all reloading the weights rank 0 exported.
 The frozen reference is a full copy per rank (bf16 under bf16).
 
@@ -39,7 +39,6 @@ marks the training finished). ``DONE`` is the caller's (the rl stage writes it a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import time
@@ -267,7 +266,9 @@ def train(
         # The engine starts from the (possibly resumed) actor's weights, exported in HF format.
         generator = vllm_factory(_export_actor(actor, tokenizer, run_dir))  # type: ignore[misc]
     else:
-        generator = HFGenerator(actor.module, tokenizer, batch_size=rl.generate_batch_size)
+        # ZeRO-3 partitions the actor: every forward is a collective, so ranks step generation together
+        zero3 = actor.deepspeed_engine is not None and rl.zero_stage == 3 and dist.distributed
+        generator = HFGenerator(actor.module, tokenizer, batch_size=rl.generate_batch_size, synced_gpus=zero3)
 
     params = SamplingParams(
         temperature=algorithm.temperature, top_p=algorithm.top_p, max_new_tokens=algorithm.max_new_tokens,
@@ -286,8 +287,7 @@ def train(
         t0 = time.perf_counter()
         actor.module.eval()
         seeds = [prompt_seed(rl.seed, f"{step}:{p.id}") for p in batch]
-        with actor.full_weights() if rl.rollout_backend == "hf" else contextlib.nullcontext():
-            outs = generator.generate([prompt_of[p.id][0] for p in batch], params, seeds=seeds, progress=False)
+        outs = generator.generate([prompt_of[p.id][0] for p in batch], params, seeds=seeds, progress=False)
         comps = [c for row in outs for c in row]
         rows_problem = [p for p in batch for _ in range(group)]
         if len(comps) != len(rows_problem):
@@ -334,8 +334,10 @@ def train(
             adv = whiten(adv, mask)
 
         # 4. update: epochs x optimizer steps of train_batch_size responses (tb_local on this rank)
-        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "clip_frac", "entropy", "kl_loss",
-                                                          "value_loss", "actor_grad_norm", "critic_grad_norm")}
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "kl_loss", "value_loss", "actor_grad_norm",
+                                                          "critic_grad_norm")}
+        # token means over every trained token (independent of how responses fall into micro-batches)
+        token_sums: dict[str, list[float]] = {"clip_frac": [0.0, 0.0], "entropy": [0.0, 0.0]}
         actor.module.train()
         if critic is not None:
             critic.module.train()
@@ -369,9 +371,12 @@ def train(
                         ent_mean = masked_mean(ent, m)
                         if algorithm.entropy_coef:
                             loss = loss - algorithm.entropy_coef * ent_mean
+                        tokens = float(m.sum())
+                        for key, v in (("clip_frac", clip_frac), ("entropy", ent_mean)):
+                            token_sums[key][0] += float(v.detach()) * tokens
+                            token_sums[key][1] += tokens
+                        del ent, ent_mean  # only logged unless entropy_coef: free its graph before backward
                         actor.backward(loss * scale)
-                    stats["clip_frac"].append(float(clip_frac))
-                    stats["entropy"].append(float(ent_mean.detach()))
                 stats["actor_grad_norm"].append(actor.step())
                 if critic is not None:
                     for k, idx in enumerate(chunks):
@@ -417,6 +422,9 @@ def train(
             total, count = all_reduce_sum([sum(vals), float(len(vals))])
             if count:
                 record[k] = total / count
+        for k, (total, count) in token_sums.items():
+            total, count = all_reduce_sum([total, count])
+            record[k] = total / max(count, 1.0)
         if returns is not None:
             # summed over the channels' heads (per_channel): the value of the total return
             record["value_mean"] = _global_mean(values.sum(-1) if values.dim() == 3 else values, mask)

@@ -209,18 +209,6 @@ class Engine:
                 return model(**inputs)
         return model(**inputs)
 
-    @contextlib.contextmanager
-    def full_weights(self) -> Iterator[None]:
-        """Inside, ``self.module`` holds its full weights on every rank (ZeRO-3 gathers its partitions,
-        a collective: every rank enters; other backends already do), e.g. to generate rollouts."""
-        if self._ds is not None and self.cfg.zero_stage == 3:
-            import deepspeed
-
-            with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
-                yield
-        else:
-            yield
-
     def backward(self, loss: torch.Tensor) -> None:
         if self._ds is not None:
             self._ds.backward(loss)
