@@ -318,3 +318,34 @@ def test_grpo_from_toy_sft_raises_mean_reward(toy_sft, tmp_path):
     gains = _improvement("grpo", toy_sft, tmp_path)
     print(f"grpo: sampled accuracy before {toy_sft[2]:.3f}, gains {[round(g, 3) for g in gains]}")
     assert min(gains) > 0.1 and sum(gains) / len(gains) > 0.15, gains
+
+
+def test_bf16_reference_computes_like_the_actor(tmp_path, one_torch_thread):
+    """rl.precision=bf16 on the torch backend autocasts the float32 actor; the frozen reference is
+    the same weights under the same autocast, so the KL is exactly 0 before the first update (a bf16
+    copy of the weights would give a spurious KL penalty)."""
+    res = train(tmp_path, model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(4, 0),
+                algorithm=_algo("reinforce_pp", max_new_tokens=4), reward=REWARD_2CH,
+                rl=RLConfig(max_steps=1, precision="bf16", backend="torch"), progress=False)
+    assert res.records[0]["kl"] == 0.0
+
+
+def test_plan_notes_and_identity_of_engine_settings(tmp_path):
+    from longcot.stages import rl as rl_stage
+    from longcot.training.distributed import DistEnv, local_device
+    from tests.test_stage_protocol import _cfg
+
+    def plan(*overrides):
+        return rl_stage.plan(_cfg(tmp_path, "stage=rl", "data=toy", "algorithm.rollout_batch_size=2",
+                                  "algorithm.train_batch_size=16", *overrides))
+
+    grpo = plan("algorithm=grpo", "algorithm.lam=0.9")
+    assert any("algorithm.lam=0.9: not used by advantage=group" in n for n in grpo.notes)
+    assert not any("not used" in n for n in plan("algorithm=grpo").notes)
+    colocated = plan("rl.rollout_backend=vllm", "rl.device=cuda")
+    assert any("rl.vllm_gpu_memory_utilization=0.3" in n for n in colocated.notes)
+    # without DeepSpeed the ZeRO stage changes nothing: same run; with DeepSpeed it is another run
+    assert plan("rl.backend=torch", "rl.zero_stage=3").run_id == plan("rl.backend=torch").run_id
+    assert plan("rl.backend=deepspeed", "rl.zero_stage=3").run_id != plan("rl.backend=deepspeed").run_id
+    with pytest.raises(ValueError, match="every rank on one GPU"):
+        local_device("cuda:1", DistEnv(rank=0, world_size=2, local_rank=0, launcher="torchrun"))

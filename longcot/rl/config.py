@@ -132,6 +132,10 @@ class RLConfig:
     keep_checkpoints: int = 2  # most recent checkpoints kept
     rollout_backend: str = "hf"  # hf | vllm (colocated; weights pushed after every update)
     generate_batch_size: int = 64  # HF rollout batch (responses per generate call)
+    # rollout_backend=vllm on a GPU: the colocated engine's share of GPU memory (weights + KV cache),
+    # next to the actor, reference, critic and optimizer states. generation.gpu_memory_utilization
+    # (0.9) is for standalone engines (eval, distill) and is not used by the colocated one.
+    vllm_gpu_memory_utilization: float = 0.3
     forward_batch_size: int = 8  # responses per no-grad forward (logprobs, ref logprobs, values)
     # Log-probs and entropy from the final hidden states in chunks of this many response tokens
     # (the LM head applied per chunk, recomputed in backward): a 14k-token response never holds its
@@ -157,6 +161,8 @@ class RLConfig:
             raise ValueError(f"rl.zero_stage={self.zero_stage!r}; valid: 1, 2, 3")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"rl.device={self.device!r}; valid: auto, cpu, cuda, cuda:<index>")
+        if not 0.0 < self.vllm_gpu_memory_utilization < 1.0:
+            raise ValueError(f"rl.vllm_gpu_memory_utilization must be in (0, 1), got {self.vllm_gpu_memory_utilization}")
         if self.adam_offload and self.backend == "torch":
             raise ValueError("rl.adam_offload=true needs DeepSpeed (rl.backend=deepspeed, or auto on several GPUs); "
                              "rl.backend=torch has no optimizer offload")

@@ -30,7 +30,7 @@ The frozen reference is a full copy per rank (bf16 under bf16).
 
 Per step, one ``metrics.jsonl`` record (and the tracker): reward per channel, accuracy, response
 length mean/max, truncation ratio, KL, entropy, policy/value loss, clip fraction, reflection keywords,
-time split generate / reward / update. Checkpoints (actor, critic, optimizers and schedules, RNG,
+time split generate / reward / experience (log-probs, values, advantages) / update. Checkpoints (actor, critic, optimizers and schedules, RNG,
 step = data position) every ``rl.save_every`` steps via :mod:`longcot.training.checkpoint`; a
 relaunch resumes from the latest one and continues as if uninterrupted. The final actor is written
 in HF format to ``<run_dir>/final/actor`` (an atomic weights-only checkpoint; its ``state.json``
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 FINAL = "final"
 PLOT = "rl_progress.png"
-TIMING_KEYS = ("time_generate_s", "time_reward_s", "time_update_s", "step_time_s", "weight_push_s")
+TIMING_KEYS = ("time_generate_s", "time_reward_s", "time_experience_s", "time_update_s", "step_time_s", "weight_push_s")
 
 
 @dataclass
@@ -179,7 +179,8 @@ def train(
     from longcot.rl.value_head import Critic, rollout_values
     from longcot.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from longcot.training.attention import resolve_attn
-    from longcot.training.distributed import all_gather_objects, all_reduce_sum, init_distributed, local_device
+    from longcot.training.distributed import (all_gather_objects, all_reduce_sum, broadcast_from_main, init_distributed,
+                                              local_device)
     from longcot.training.engine import Engine, EngineConfig, resolve_precision
     from longcot.training.metrics import METRICS, MetricsLog, progress_bar
 
@@ -196,23 +197,21 @@ def train(
     from longcot.training.distributed import detect
 
     metrics = MetricsLog(run_dir / METRICS, tracker, enabled=detect().is_main)
-    if is_finished(run_dir):
+    dist = init_distributed()
+    if broadcast_from_main(is_finished(run_dir)):  # rank 0 decides for the job
         recs = metrics.records()
         return RLResult(run_dir, final_dir, int(recs[-1]["step"]) if recs else 0, recs)
-
-    dist = init_distributed()
     device = local_device(rl.device, dist)
     precision = resolve_precision(rl.precision, device)
     attn = resolve_attn(rl.attn_implementation, device)
     torch.manual_seed(rl.seed)
-    # Master weights in float32; bf16 compute from autocast (torch) or DeepSpeed's bf16 mode. The frozen
-    # reference only runs forward: it is loaded in the compute precision.
+    # Master weights in float32 (model.dtype is not used for training); bf16 compute from autocast
+    # (torch backend) or DeepSpeed's bf16 mode. The frozen reference: see ref_forward below.
+    if getattr(model, "dtype", None) not in (None, "auto", "float32"):
+        log.info("model.dtype=%s: RL trains float32 master weights (compute precision: rl.precision=%s)",
+                 model.dtype, rl.precision)
     actor_model, tokenizer = load_model_and_tokenizer(model, device=str(device), dtype="float32",
                                                       attn_implementation=attn)
-    ref_model, _ = load_model_and_tokenizer(model, device=str(device),
-                                            dtype="bfloat16" if precision == "bf16" else "float32",
-                                            attn_implementation=attn)
-    ref_model.requires_grad_(False)
     eos_id = int(tokenizer.eos_token_id)
     pad_id = int(tokenizer.pad_token_id)
 
@@ -240,6 +239,22 @@ def train(
         )
 
     actor = Engine(actor_model, engine_cfg(algorithm.learning_rate), device=device, dist_env=dist)
+    if actor.backend == "torch" and rl.backend == "auto" and dist.distributed:
+        log.warning("rl.backend=auto resolved to torch DDP (DeepSpeed not importable or not on CUDA): "
+                    "rl.zero_stage=%d is not used", rl.zero_stage)
+    # The frozen reference computes like the actor's forward: DeepSpeed bf16 runs bf16 weights, so the
+    # reference is loaded in bf16; the torch backend autocasts float32 weights, and so does the reference.
+    ds_bf16 = actor.deepspeed_engine is not None and actor.precision == "bf16"
+    ref_model, _ = load_model_and_tokenizer(model, device=str(device), dtype="bfloat16" if ds_bf16 else "float32",
+                                            attn_implementation=attn)
+    ref_model.requires_grad_(False)
+
+    def ref_forward(**inputs: Any) -> Any:
+        if actor.precision == "bf16" and not ds_bf16:
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+                return ref_model(**inputs)
+        return ref_model(**inputs)
+
     engines: dict[str, Engine] = {"actor": actor}
     critic: Optional[Engine] = None
     if algorithm.uses_critic:
@@ -252,7 +267,7 @@ def train(
         engines["critic"] = critic
 
     start, resumed = 0, None
-    ckpt = latest_checkpoint(run_dir)
+    ckpt = broadcast_from_main(latest_checkpoint(run_dir))  # every rank resumes from rank 0's choice
     if ckpt is not None:
         meta = load_checkpoint(ckpt, engines)
         start = resumed = int(meta["step"])
@@ -312,7 +327,7 @@ def train(
         chunk = rl.logits_chunk_tokens
         # through the engines: the same precision (autocast / DeepSpeed bf16) as the update's forward
         old_logp = batched_logprobs(actor.module, ro, rl.forward_batch_size, chunk_tokens=chunk, forward=actor)
-        ref_logp = batched_logprobs(ref_model, ro, rl.forward_batch_size, chunk_tokens=chunk)
+        ref_logp = batched_logprobs(ref_model, ro, rl.forward_batch_size, chunk_tokens=chunk, forward=ref_forward)
         values = batched_values(critic, ro, rl.forward_batch_size) if critic is not None else None
         kl = approx_kl(old_logp, ref_logp, mask, algorithm.kl_estimator)
         chan_t = pack_channel_rewards(chan, channels, ro.lengths, ro.width).to(device)
@@ -332,8 +347,10 @@ def train(
                                        eps=algorithm.group_eps)
         if algorithm.whiten_advantages:
             adv = whiten(adv, mask)
+        time_experience = time.perf_counter() - t0
 
         # 4. update: epochs x optimizer steps of train_batch_size responses (tb_local on this rank)
+        t0 = time.perf_counter()
         stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "kl_loss", "value_loss", "actor_grad_norm",
                                                           "critic_grad_norm")}
         # token means over every trained token (independent of how responses fall into micro-batches)
@@ -434,6 +451,7 @@ def train(
         record["lr_actor"] = actor.lr
         record["time_generate_s"] = time_generate
         record["time_reward_s"] = time_reward
+        record["time_experience_s"] = time_experience
         record["time_update_s"] = time_update
         record["weight_push_s"] = weight_push
         record["step_time_s"] = time.perf_counter() - t_step

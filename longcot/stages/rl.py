@@ -30,7 +30,7 @@ from longcot import runs
 from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, identity_device, model_at_run, model_identity,
                                  print_table, running, tracking, upstream_identity, warn_notes)
-from longcot.training.distributed import barrier, detect
+from longcot.training.distributed import barrier, detect, shutdown
 
 log = logging.getLogger(__name__)
 NAME = "rl"
@@ -75,6 +75,8 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
     data.limit = capped("data.limit", data.limit, cfg.scale.max_problems, caps)
     effective_rl = {k: v for k, v in vars(rl).items() if k not in NOT_IDENTITY}
     effective_rl["device"] = identity_device(cfg, rl.device)
+    if rl.backend == "torch":  # no DeepSpeed: the ZeRO stage changes nothing (the offload is refused)
+        effective_rl.pop("zero_stage")
     identity: dict[str, Any] = {
         "model": model_identity(cfg.model, upstream),
         "data": data_identity(data, "data"),
@@ -91,10 +93,30 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
 
         identity["verifier"] = content_identity(load_group_option("model", reward.verifier.model, ModelConfig))
     note = caps_note(cfg.scale, caps, real=cfg.model.path != "tiny")
+    notes = (note,) if note else ()
+    if rl.rollout_backend == "vllm" and identity_device(cfg, rl.device) == "cuda":
+        notes += (f"the colocated vLLM engine takes rl.vllm_gpu_memory_utilization={rl.vllm_gpu_memory_utilization} "
+                  f"of GPU memory (generation.gpu_memory_utilization={cfg.generation.gpu_memory_utilization} "
+                  "applies to standalone engines only)",)
+    notes += unused_settings_notes(algorithm)
     run_dir = (Path(cfg.output_root) / NAME / cfg.model.name
                / f"{algorithm.name}-{cfg.reward.name}-{runs.config_hash(identity)}")
-    return Plan(NAME, cfg, identity, run_dir, upstream, (note,) if note else (),
+    return Plan(NAME, cfg, identity, run_dir, upstream, notes,
                 detail={"algorithm": algorithm, "rl": rl, "data": data, "caps": caps})
+
+
+def unused_settings_notes(algorithm: Any) -> tuple[str, ...]:
+    """Critic settings an estimator without a critic does not use, when set away from their defaults."""
+    from longcot.rl.config import AlgorithmConfig
+
+    if algorithm.uses_critic:
+        return ()
+    default = AlgorithmConfig(name=algorithm.name)
+    unused = [f"algorithm.{k}={getattr(algorithm, k)}" for k in ("lam", "critic_learning_rate", "value_clip")
+              if getattr(algorithm, k) not in (None, getattr(default, k))]
+    if not unused:
+        return ()
+    return (f"{', '.join(unused)}: not used by advantage={algorithm.advantage} (no critic; only PPO's gae uses them)",)
 
 
 def _judge(cfg: DictConfig) -> Any:
@@ -123,7 +145,7 @@ def run(p: Plan) -> Artifacts:
                                     "longcot stage=sft with this run's model, data, distill.* and sft.* settings")
     warn_notes(p)
     with running(p) as run_dir:
-        if cfg.force:
+        if cfg.force and detect().is_main:  # rank 0 (holding the lock) clears; the others have not started
             log.info("force=true: discarding every earlier output of %s", run_dir)
             for name in ("checkpoints", "final", "rollout_weights"):
                 shutil.rmtree(run_dir / name, ignore_errors=True)
@@ -141,6 +163,7 @@ def run(p: Plan) -> Artifacts:
                 m.path, m.tokenizer, m.revision, m.rope_theta_scale = str(weights_dir), None, None, 1.0
                 gen = cfg.generation.copy()
                 gen.backend = "vllm"
+                gen.gpu_memory_utilization = p.detail["rl"].vllm_gpu_memory_utilization  # named in a plan note
                 return build_generator(m, gen)
         log.info("RL (%s, reward %s) of %s on %d prompts -> %s", cfg.algorithm.name, cfg.reward.name, cfg.model.name,
                  len(problems), run_dir)
@@ -161,6 +184,8 @@ def run(p: Plan) -> Artifacts:
             runs.mark_done(run_dir)
         barrier()  # the other ranks of a multi-process job read the finished run below
     arts = artifacts(p.run_dir)
+    if cfg.rl.eval_benchmarks and detect().distributed:
+        shutdown()  # the evaluation is one process (rank 0), with its own engines
     if cfg.rl.eval_benchmarks and detect().is_main:  # one evaluation per job
         from longcot.stages.eval import evaluate_checkpoint
 

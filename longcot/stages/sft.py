@@ -31,7 +31,7 @@ from longcot import runs
 from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, model_at_run, model_identity, print_table, running,
                                  tracking, upstream_identity, warn_notes)
-from longcot.training.distributed import barrier, detect
+from longcot.training.distributed import barrier, detect, shutdown
 
 log = logging.getLogger(__name__)
 NAME = "sft"
@@ -140,11 +140,12 @@ def run(p: Plan) -> Artifacts:
     warn_notes(p)
     with running(p) as run_dir:
         if cfg.force:
-            log.info("force=true: discarding every earlier output of %s", run_dir)
-            for name in ("checkpoints", "final"):
-                shutil.rmtree(run_dir / name, ignore_errors=True)
-            for name in ("metrics.jsonl", "summary.json", "loss.png", runs.DONE):
-                (run_dir / name).unlink(missing_ok=True)
+            if detect().is_main:  # rank 0 (holding the lock) clears; the others have not started training
+                log.info("force=true: discarding every earlier output of %s", run_dir)
+                for name in ("checkpoints", "final"):
+                    shutil.rmtree(run_dir / name, ignore_errors=True)
+                for name in ("metrics.jsonl", "summary.json", "loss.png", runs.DONE):
+                    (run_dir / name).unlink(missing_ok=True)
         elif p.done:
             return artifacts(run_dir)
         examples = load_data(p)
@@ -158,6 +159,8 @@ def run(p: Plan) -> Artifacts:
             runs.mark_done(run_dir)
         barrier()  # the other ranks of a multi-process job read the finished run below
     arts = artifacts(p.run_dir)
+    if cfg.sft.eval_benchmarks and detect().distributed:
+        shutdown()  # the evaluation is one process (rank 0), with its own engines
     if cfg.sft.eval_benchmarks and detect().is_main:  # one evaluation per job
         from longcot.stages.eval import evaluate_checkpoint
 

@@ -199,9 +199,10 @@ def load_checkpoint(path: Path, engines: Mapping[str, "Engine"], *, restore_rng:
                          "is not supported (the RNG and data position are per rank)")
     for name, engine in engines.items():
         if engine.deepspeed_engine is not None:
-            engine.deepspeed_engine.load_checkpoint(str(path / f"{name}.deepspeed"), tag="state",
-                                                    load_optimizer_states=True, load_lr_scheduler_states=True)
-            engine.global_step = int(meta["step"])
+            _, client = engine.deepspeed_engine.load_checkpoint(str(path / f"{name}.deepspeed"), tag="state",
+                                                                load_optimizer_states=True,
+                                                                load_lr_scheduler_states=True)
+            engine.global_step = int((client or {}).get("global_step", meta["step"]))  # optimizer steps
         else:
             with torch.no_grad():
                 load_hf_weights(engine.module, path / name)

@@ -106,6 +106,26 @@ def all_gather_objects(obj: object) -> list:
     return out
 
 
+def broadcast_from_main(obj: object) -> object:
+    """Rank 0's ``obj`` on every rank (``obj`` in a single process): one decision for the whole job,
+    e.g. which checkpoint to resume from, whatever each node's filesystem view says."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shutdown() -> None:
+    """Leave the process group (every rank calls it), e.g. before single-process work on rank 0."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def local_device(setting: str, info: DistEnv) -> "torch.device":
     """The device of this process: ``auto`` = ``cuda:<local rank>`` when CUDA is available, else CPU;
     ``cuda`` = ``cuda:<local rank>``; anything else as given."""
@@ -117,4 +137,7 @@ def local_device(setting: str, info: DistEnv) -> "torch.device":
         if not torch.cuda.is_available():
             raise ValueError("device=cuda but CUDA is not available on this machine")
         return torch.device(f"cuda:{info.local_rank}")
+    if setting.startswith("cuda:") and info.distributed:
+        raise ValueError(f"device={setting} in a {info.world_size}-process job would put every rank on one GPU; "
+                         "use device=cuda (or auto): each rank takes cuda:<local rank>")
     return torch.device(setting)

@@ -8,8 +8,8 @@ re-pushed after every update), ``rl.device=auto`` and ``rl.precision=bf16`` on C
 From each run's per-step records (``metrics.jsonl``) it reports the median over steps 2..N of:
 
 * rollout tokens/s = prompts x group x ``response_length_mean`` / ``time_generate_s``;
-* step time and its split: generate / reward / update (experience log-probs + optimizer steps) /
-  weight push (vLLM only) / rest;
+* step time and its split: generate / reward / experience (log-probs, values, advantages) / update
+  (optimizer steps) / weight push (vLLM only) / rest;
 * the vLLM / HF rollout throughput ratio, per algorithm, measured in the same process;
 * ``torch.cuda.max_memory_allocated`` of each run (this process only: a vLLM engine core running in
   its own process is not counted), the GPU name, torch / transformers / vLLM versions.
@@ -194,13 +194,14 @@ def one_run(model_cfg, problems, algo_name: str, backend: str, args, work: Path)
         "responses_per_step": n, "mean_len": statistics.mean(float(r["response_length_mean"]) for r in timed),
         "truncation_ratio": statistics.mean(float(r["truncation_ratio"]) for r in timed),
         "rollout_tok_s": statistics.median(tok_s), "step_s": med("step_time_s"), "generate_s": med("time_generate_s"),
-        "reward_s": med("time_reward_s"), "update_s": med("time_update_s"), "weight_push_s": med("weight_push_s"),
+        "reward_s": med("time_reward_s"), "experience_s": med("time_experience_s"), "update_s": med("time_update_s"), "weight_push_s": med("weight_push_s"),
         "first_step_s": float(records[0]["step_time_s"]), "run_wall_s": wall,
         "per_step": [{k: r.get(k) for k in ("step", "step_time_s", "time_generate_s", "time_reward_s",
-                                            "time_update_s", "weight_push_s", "response_length_mean")}
+                                            "time_experience_s", "time_update_s", "weight_push_s", "response_length_mean")}
                      for r in records],
     }
-    out["rest_s"] = out["step_s"] - out["generate_s"] - out["reward_s"] - out["update_s"] - out["weight_push_s"]
+    out["rest_s"] = (out["step_s"] - out["generate_s"] - out["reward_s"] - out["experience_s"] - out["update_s"]
+                     - out["weight_push_s"])
     if engines:
         out["engine_start_s"] = engines[0][1]
     if on_cuda:
@@ -218,7 +219,7 @@ def print_table(result: dict[str, Any]) -> None:
           f"{model['heads']} heads of {model['head_size']}, MLP {model['intermediate']}, vocab {model['vocab']}) "
           f"| {a['prompts']} prompts x {a['group']} = {a['prompts'] * a['group']} responses/step, "
           f"<= {a['max_new']} new tokens, {a['steps']} steps (median of 2..N)")
-    head = (f"{'algo':5s} {'backend':7s} {'tok/s':>9s} {'step s':>7s} {'gen':>7s} {'reward':>7s} {'update':>7s} "
+    head = (f"{'algo':5s} {'backend':7s} {'tok/s':>9s} {'step s':>7s} {'gen':>7s} {'reward':>7s} {'exper':>7s} {'update':>7s} "
             f"{'push':>6s} {'rest':>6s} {'len':>6s} {'1st s':>7s} {'mem GiB':>8s}")
     print(head)
     print("-" * len(head))
@@ -229,7 +230,7 @@ def print_table(result: dict[str, Any]) -> None:
             continue
         mem = f"{r['max_mem_gib']:8.1f}" if "max_mem_gib" in r else f"{'-':>8s}"
         print(f"{r['algo']:5s} {r['backend']:7s} {r['rollout_tok_s']:9.0f} {r['step_s']:7.2f} {r['generate_s']:7.2f} "
-              f"{r['reward_s']:7.2f} {r['update_s']:7.2f} {r['weight_push_s']:6.2f} {r['rest_s']:6.2f} "
+              f"{r['reward_s']:7.2f} {r['experience_s']:7.2f} {r['update_s']:7.2f} {r['weight_push_s']:6.2f} {r['rest_s']:6.2f} "
               f"{r['mean_len']:6.1f} {r['first_step_s']:7.2f} {mem}")
     for algo, ratio in result.get("vllm_over_hf_rollout", {}).items():
         print(f"{algo}: vLLM / HF rollout tokens/s = {ratio:.2f}x")
