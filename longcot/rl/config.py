@@ -1,7 +1,8 @@
 """Typed settings of RL: the ``algorithm`` group (PPO, GRPO, Dr. GRPO, REINFORCE++) and the rl stage's ``rl.*``.
 
 Defaults are the paper's PPO (official ``scripts/section_4__*``, ``cli/train_ppo_ray.py``): actor lr
-5e-7, critic lr 9e-6, 512 prompts per rollout and per train batch, eps clip 0.2, value clip 0.2,
+5e-7, critic lr 9e-6, 512 prompts per rollout and 512 responses per optimizer step (OpenRLHF's
+``--train_batch_size`` counts samples, not prompts), eps clip 0.2, value clip 0.2,
 Adam betas (0.9, 0.95), grad-norm clip 1.0, k1 KL with a fixed coefficient 0.01 added to the reward,
 rewards clipped to (-10, 10), lambda 1, t = 1.0, top-p 1.0, prompts up to 2,048 and responses up to
 14,336 tokens. The discount factors are the reward channels' (``reward.gamma``,
@@ -45,7 +46,9 @@ class AlgorithmConfig:
     critic_learning_rate: Optional[float] = 9e-6  # gae only
     kl_coef: float = 0.01
     kl_estimator: str = "k1"  # k1 | k2 | k3
-    kl_in: str = "reward"  # reward: -kl_coef*KL split among the reward channels | loss: kl_coef*mean KL in the actor loss
+    # reward: -kl_coef*KL split among the reward channels | loss: kl_coef * KL in the actor loss (a
+    # per-sequence token mean, then the batch mean, whatever loss_aggregation says for the policy term)
+    kl_in: str = "reward"
     reward_clip: Optional[float] = 10.0  # channel rewards clipped to [-reward_clip, reward_clip]
     clip_ratio: float = 0.2
     value_clip: Optional[float] = 0.2
