@@ -21,7 +21,8 @@ import pytest
 
 pytest.importorskip("deepspeed", reason="deepspeed not installed (optional extra: pip install -e '.[deepspeed]')")
 
-from tests.test_rl_distributed import SCRIPT, _port, _records, clean_env, script_args, torchrun, warm_model  # noqa: E402
+from tests.test_rl_distributed import (SCRIPT, _records, clean_env, script_args, sigkill_and_relaunch,  # noqa: E402
+                                      torchrun, warm_model)
 
 pytestmark = pytest.mark.slow
 
@@ -75,3 +76,8 @@ def test_zero2_zero3_offload_train_like_torch_ddp(tmp_path: Path) -> None:
     out = _run([*torchrun(1), str(tmp_path / "check.py")], env)
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
     assert result == {"optimizer": "DeepSpeedCPUAdam", "offload": True}
+
+
+def test_zero2_sigkill_and_relaunch_equals_uninterrupted(tmp_path: Path) -> None:
+    """DeepSpeed's partitioned optimizer states and schedules resume from the RL checkpoint exactly."""
+    sigkill_and_relaunch(tmp_path, "deepspeed", 2)

@@ -177,6 +177,42 @@ RESUME_SCRIPT = SCRIPT.replace("max_steps=2,", "max_steps=4, keep_checkpoints=2,
 
 
 def test_two_rank_sigkill_and_relaunch_equals_uninterrupted(tmp_path: Path) -> None:
+    sigkill_and_relaunch(tmp_path, "torch", 2)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of the live processes whose command line contains ``text`` (Linux /proc)."""
+    pids = []
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit() or int(proc_dir.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc_dir / "stat").read_text().split(") ")[-1][:1]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            pids.append(int(proc_dir.name))
+    return pids
+
+
+def _kill_processes_mentioning(text: str, sig: int) -> None:
+    """Signal every process of ``text``'s job and wait until none is left (a worker that kept training
+    would race with the relaunch)."""
+    import time
+
+    for pid in _processes_mentioning(text):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + 30
+    while _processes_mentioning(text) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _processes_mentioning(text), "workers of the killed job are still running"
+
+
+def sigkill_and_relaunch(tmp_path: Path, backend: str, zero: int) -> None:
     """SIGKILL of the whole torchrun job after its step-2 checkpoint, relaunch with the same command:
     both ranks resume (weights, optimizers, per-rank RNG, data position) and the run ends with the
     uninterrupted run's metrics and weights."""
@@ -185,11 +221,10 @@ def test_two_rank_sigkill_and_relaunch_equals_uninterrupted(tmp_path: Path) -> N
 
     script = tmp_path / "train.py"
     script.write_text(RESUME_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
+    env = clean_env()
 
     def launch(out: Path) -> list[str]:
-        return [*torchrun(), str(script), *script_args(out, Path("tiny"), algos=("ppo",))]
+        return [*torchrun(), str(script), *script_args(out, Path("tiny"), backend, zero, algos=("ppo",))]
 
     full, killed = tmp_path / "full", tmp_path / "killed"
     _run(launch(full), env)
@@ -200,7 +235,8 @@ def test_two_rank_sigkill_and_relaunch_equals_uninterrupted(tmp_path: Path) -> N
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
+    # torchrun starts each worker in its own session: SIGKILL the agent and every worker of this job
+    _kill_processes_mentioning(str(killed.parent), signal.SIGKILL)
     proc.wait()
     assert marker.exists(), "the run never reached its step-2 checkpoint"
     assert not (killed / "final" / "state.json").exists(), "the run finished before it could be killed"
