@@ -12,17 +12,14 @@ compiler is needed, ~1-3 min, cached in ~/.cache/torch_extensions)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("deepspeed", reason="deepspeed not installed (optional extra: pip install -e '.[deepspeed]')")
 
-from tests.test_rl_distributed import (SCRIPT, _records, clean_env, script_args, sigkill_and_relaunch,  # noqa: E402
-                                      torchrun, warm_model)
+from tests.launch import clean_env, run_ok, torchrun  # noqa: E402
+from tests.test_rl_distributed import SCRIPT, _records, script_args, sigkill_and_relaunch, warm_model  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -41,22 +38,16 @@ print("RESULT " + json.dumps({"optimizer": type(eng.optimizer.optimizer).__name_
 """
 
 
-def _run(cmd: list[str], env: dict) -> str:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return proc.stdout
-
-
 def test_zero2_zero3_offload_train_like_torch_ddp(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     env = clean_env()
     model = warm_model(tmp_path)
     multi = dict(train_batch=4, epochs=2)  # 2 optimizer steps per epoch, 2 epochs per rollout
-    _run([*torchrun(), str(script), *script_args(tmp_path / "torch", model, "torch", **multi)], env)
+    run_ok([*torchrun(), str(script), *script_args(tmp_path / "torch", model, "torch", **multi)], env)
     runs = {"zero2": (2, False), "zero3": (3, False), "zero2_offload": (2, True)}
     for name, (stage, offload) in runs.items():
-        _run([*torchrun(), str(script), *script_args(tmp_path / name, model, "deepspeed", stage, offload, **multi)], env)
+        run_ok([*torchrun(), str(script), *script_args(tmp_path / name, model, "deepspeed", stage, offload, **multi)], env)
     # ranks decode unequal numbers of tokens (the ZeRO-3 hazard)
     assert all(r["response_length_max"] > r["response_length_mean"] for r in _records(tmp_path / "torch" / "ppo"))
     for name in runs:
@@ -73,7 +64,7 @@ def test_zero2_zero3_offload_train_like_torch_ddp(tmp_path: Path) -> None:
             assert (tmp_path / name / algo / "final" / "actor" / "model.safetensors").is_file()
     # the offload run's engine: DeepSpeed's CPU Adam on offloaded optimizer states
     (tmp_path / "check.py").write_text(OFFLOAD_CHECK)
-    out = _run([*torchrun(1), str(tmp_path / "check.py")], env)
+    out = run_ok([*torchrun(1), str(tmp_path / "check.py")], env)
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
     assert result == {"optimizer": "DeepSpeedCPUAdam", "offload": True}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from tests.launch import clean_env, run_ok, torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -44,17 +45,6 @@ for name in names.split(","):
                       logits_chunk_tokens=int(chunk) or None),
           progress=False)
 """
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(cmd: list[str], env: dict) -> None:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
 
 def _records(run: Path) -> list[dict]:
@@ -91,16 +81,6 @@ def script_args(out: Path, model: Path, backend: str = "torch", zero: int = 2, o
             ",".join(algos), str(chunk)]
 
 
-def torchrun(n: int = 2) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", f"--master_port={_port()}"]
-
-
-def clean_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def warm_model(tmp_path: Path) -> Path:
     """A toy-SFT warm start: responses end at different lengths (and some are right), so ranks decode
     different numbers of tokens and group advantages are not all zero."""
@@ -115,9 +95,9 @@ def test_two_ranks_train_like_one(tmp_path: Path) -> None:
     script.write_text(SCRIPT)
     env = clean_env()
     model = warm_model(tmp_path)
-    _run([sys.executable, str(script), *script_args(tmp_path / "one", model)], env)
+    run_ok([sys.executable, str(script), *script_args(tmp_path / "one", model)], env)
     # the 2-rank run also computes log-probs in chunks of 5 positions through DDP (exact: same numbers)
-    _run([*torchrun(), str(script), *script_args(tmp_path / "two", model, chunk=5)], env)
+    run_ok([*torchrun(), str(script), *script_args(tmp_path / "two", model, chunk=5)], env)
     recs = _records(tmp_path / "one" / "ppo") + _records(tmp_path / "one" / "grpo")
     # responses of unequal lengths (ranks decode different numbers of tokens), and a real GRPO signal
     assert all(r["response_length_max"] > r["response_length_mean"] for r in recs)
@@ -156,13 +136,12 @@ def test_two_ranks_train_like_one(tmp_path: Path) -> None:
 def test_cli_under_torchrun_writes_one_finished_run(tmp_path: Path) -> None:
     """``torchrun -m longcot stage=rl ...``: rank 0 holds the lock and writes summary/DONE, the table is
     printed once, and a relaunch finds the run finished."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
+    env = clean_env()
     args = ["-m", "longcot", "stage=rl", "model=tiny", "data=toy", "reward=cosine", "algorithm=grpo",
             "algorithm.rollout_batch_size=4", "algorithm.samples_per_prompt=2", "algorithm.train_batch_size=8",
             "algorithm.micro_train_batch_size=2", "algorithm.max_new_tokens=8", "rl.max_steps=2", "rl.backend=torch",
             f"output_root={tmp_path}"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}", *args]
+    cmd = [*torchrun(), *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert proc.stdout.count("longcot rl (") == 1
@@ -227,7 +206,7 @@ def sigkill_and_relaunch(tmp_path: Path, backend: str, zero: int) -> None:
         return [*torchrun(), str(script), *script_args(out, Path("tiny"), backend, zero, algos=("ppo",))]
 
     full, killed = tmp_path / "full", tmp_path / "killed"
-    _run(launch(full), env)
+    run_ok(launch(full), env)
     full, killed = full / "ppo", killed / "ppo"
     proc = subprocess.Popen(launch(killed.parent), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -240,7 +219,7 @@ def sigkill_and_relaunch(tmp_path: Path, backend: str, zero: int) -> None:
     proc.wait()
     assert marker.exists(), "the run never reached its step-2 checkpoint"
     assert not (killed / "final" / "state.json").exists(), "the run finished before it could be killed"
-    _run(launch(killed.parent), env)
+    run_ok(launch(killed.parent), env)
 
     a, b = _records(full), _records(killed)
     assert [r["step"] for r in b] == [1, 2, 3, 4]
@@ -263,10 +242,8 @@ def test_every_rank_of_a_torchrun_job_builds_a_complete_tiny_model(tmp_path: Pat
         "from longcot.models.tiny import build_tiny\n"
         "build_tiny(f'{sys.argv[1]}/rank-{dist.get_rank()}')\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}",
-          str(script), str(tmp_path)], env)
+    env = clean_env()
+    run_ok([*torchrun(), str(script), str(tmp_path)], env)
     files = [sorted(p.name for p in (tmp_path / f"rank-{r}").iterdir()) for r in (0, 1)]
     assert files[0] == files[1] and "model.safetensors" in files[1] and "config.json" in files[1]
     for name in ("model.safetensors", "config.json"):

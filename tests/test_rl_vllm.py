@@ -81,24 +81,17 @@ def test_two_ranks_each_with_a_colocated_engine_match_hf_greedy(tmp_path):
     of prompts; the gathered rewards and lengths equal one process's HF rollouts, before and after the
     first weight push."""
     import json
-    import os
-    import subprocess
     import sys
 
-    from tests.test_rl_distributed import _port
+    from tests.launch import clean_env, run_ok, torchrun
 
     sft = warm_start(tmp_path / "sft", toy_problems(4, 0))
     script = tmp_path / "train.py"
     script.write_text(TWO_RANK_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", VLLM_CPU_KVCACHE_SPACE="1")
+    env = clean_env(VLLM_CPU_KVCACHE_SPACE="1")
     runs = {}
-    for backend, launch in (("hf", [sys.executable]),
-                            ("vllm", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                                      f"--master_port={_port()}"])):
-        proc = subprocess.run([*launch, str(script), str(tmp_path / backend), str(sft), backend], env=env,
-                              capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    for backend, launch in (("hf", [sys.executable]), ("vllm", torchrun())):
+        run_ok([*launch, str(script), str(tmp_path / backend), str(sft), backend], env)
         runs[backend] = [json.loads(x) for x in (tmp_path / backend / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in runs["vllm"]] == [1, 2]
     for a, b in zip(runs["hf"], runs["vllm"]):

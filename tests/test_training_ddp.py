@@ -6,15 +6,14 @@ is reduced in a different order). Exercises the distributed checkpoint path (bar
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from tests.launch import clean_env, run_ok, torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -32,25 +31,12 @@ train(toy_examples(15, 0), OmegaConf.structured(ModelConfig(name="tiny", path="t
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(cmd: list[str], env: dict) -> None:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-
-
 def test_two_ranks_equal_one(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    _run([sys.executable, str(script), str(tmp_path / "one")], env)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}",
-          str(script), str(tmp_path / "two")], env)
+    env = clean_env()
+    run_ok([sys.executable, str(script), str(tmp_path / "one")], env)
+    run_ok([*torchrun(), str(script), str(tmp_path / "two")], env)
     a = load_file(str(tmp_path / "one" / "final" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "two" / "final" / "model" / "model.safetensors"))
     for k in a:

@@ -16,13 +16,13 @@ from typing import Optional
 
 from omegaconf import MISSING
 
+from longcot.training.options import BACKENDS, PRECISIONS, ZERO_STAGES
+
 ALGORITHMS = ("ppo", "grpo", "dr_grpo", "reinforce_pp")
 ADVANTAGES = ("gae", "reinforce", "group", "dr_group")
 KL_PLACEMENTS = ("reward", "loss")
 ROLLOUT_BACKENDS = ("hf", "vllm")
 VALUE_HEADS = ("shared", "per_channel")
-ENGINE_BACKENDS = ("auto", "torch", "deepspeed")
-PRECISIONS = ("auto", "float32", "bf16")
 ATTN = ("auto", "sdpa", "eager", "flash_attention_2")
 
 
@@ -157,11 +157,11 @@ class RLConfig:
 
     def validate(self) -> "RLConfig":
         _choice("rl.rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
-        _choice("rl.backend", self.backend, ENGINE_BACKENDS)
+        _choice("rl.backend", self.backend, BACKENDS)
         _choice("rl.precision", self.precision, PRECISIONS)
         _choice("rl.attn_implementation", self.attn_implementation, ATTN)
-        if self.zero_stage not in (1, 2, 3):
-            raise ValueError(f"rl.zero_stage={self.zero_stage!r}; valid: 1, 2, 3")
+        if self.zero_stage not in ZERO_STAGES:
+            raise ValueError(f"rl.zero_stage={self.zero_stage!r}; valid: {', '.join(map(str, ZERO_STAGES))}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"rl.device={self.device!r}; valid: auto, cpu, cuda, cuda:<index>")
         if not 0.0 < self.vllm_gpu_memory_utilization < 1.0:

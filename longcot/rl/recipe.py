@@ -169,7 +169,6 @@ def train(
     from longcot.generation.hf import HFGenerator, encode_prompt
     from longcot.models.loading import load_config, load_model_and_tokenizer, resolve_model_path
     from longcot.rewards.channels import ScoredSample, compute_channel_rewards, reward_channels
-    from longcot.rewards.config import to_reward_config
     from longcot.rl.advantages import gae_advantages, group_advantages, per_channel_gae, reinforce_returns, whiten
     from longcot.rl.experience import action_logprobs, batched_logprobs, batched_values, build_rollout
     from longcot.rl.kl import approx_kl
@@ -179,9 +178,9 @@ def train(
     from longcot.rl.value_head import Critic, rollout_values
     from longcot.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from longcot.training.attention import resolve_attn
-    from longcot.training.distributed import (all_gather_objects, all_reduce_sum, broadcast_from_main, init_distributed,
-                                              local_device)
-    from longcot.training.engine import Engine, EngineConfig, resolve_precision
+    from longcot.training.distributed import (all_gather_objects, all_reduce_sum, broadcast_from_main, detect,
+                                              init_distributed, local_device)
+    from longcot.training.engine import Engine, EngineConfig
     from longcot.training.metrics import METRICS, MetricsLog, progress_bar
 
     run_dir = Path(run_dir)
@@ -194,15 +193,12 @@ def train(
     if rl.rollout_backend == "vllm" and vllm_factory is None:
         raise ValueError("rl.rollout_backend=vllm needs vllm_factory (builds the colocated vLLM generator)")
     final_dir = run_dir / FINAL / "actor"
-    from longcot.training.distributed import detect
-
     metrics = MetricsLog(run_dir / METRICS, tracker, enabled=detect().is_main)
     dist = init_distributed()
     if broadcast_from_main(is_finished(run_dir)):  # rank 0 decides for the job
         recs = metrics.records()
         return RLResult(run_dir, final_dir, int(recs[-1]["step"]) if recs else 0, recs)
     device = local_device(rl.device, dist)
-    precision = resolve_precision(rl.precision, device)
     attn = resolve_attn(rl.attn_implementation, device)
     torch.manual_seed(rl.seed)
     # Master weights in float32 (model.dtype is not used for training); bf16 compute from autocast

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from longcot.training.options import BACKENDS, PRECISIONS, ZERO_STAGES
+
 SOURCES = ("distill", "dataset")
 OVERLONG = ("drop", "truncate")
-BACKENDS = ("auto", "torch", "deepspeed")
-PRECISIONS = ("auto", "float32", "bf16")
 ATTN = ("auto", "sdpa_varlen", "sdpa", "eager", "flash_attention_2")
 
 
@@ -92,8 +92,8 @@ class SFTConfig:
             raise ValueError(f"sft.precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.attn_implementation not in ATTN:
             raise ValueError(f"sft.attn_implementation={self.attn_implementation!r}; valid: {', '.join(ATTN)}")
-        if self.zero_stage not in (1, 2, 3):
-            raise ValueError(f"sft.zero_stage={self.zero_stage!r}; valid: 1, 2, 3")
+        if self.zero_stage not in ZERO_STAGES:
+            raise ValueError(f"sft.zero_stage={self.zero_stage!r}; valid: {', '.join(map(str, ZERO_STAGES))}")
         for key in ("global_batch_sequences", "max_length", "max_tokens_per_micro_batch", "epochs"):
             if getattr(self, key) < 1:
                 raise ValueError(f"sft.{key} must be >= 1, got {getattr(self, key)}")

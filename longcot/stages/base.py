@@ -166,6 +166,33 @@ def running(plan: Plan, keep: Sequence[str] = ()) -> Iterator[Path]:
             raise
 
 
+def finish_training_run(run_dir: Path, summary_name: str, summary: dict[str, Any]) -> None:
+    """A training stage's last writes: rank 0 writes the summary, then DONE; every rank of a
+    multi-process job waits there, so all of them then read a finished run."""
+    from longcot.training.distributed import barrier, detect
+
+    if detect().is_main:
+        runs.write_json(run_dir / summary_name, summary)
+        runs.mark_done(run_dir)
+    barrier()
+
+
+def evaluate_after_training(plan: Plan, benchmarks: Sequence[str]) -> dict[str, Any] | None:
+    """``<stage>.eval_benchmarks`` on the final checkpoint: one evaluation per job, on rank 0, after
+    every rank has left the process group (the evaluation builds its own engines); None elsewhere."""
+    if not benchmarks:
+        return None
+    from longcot.training.distributed import detect, shutdown
+
+    if detect().distributed:
+        shutdown()
+    if not detect().is_main:
+        return None
+    from longcot.stages.eval import evaluate_checkpoint
+
+    return evaluate_checkpoint(plan, list(benchmarks))
+
+
 def remove_if_unused(run_dir: Path, existed: bool, keep: Sequence[str] = (), root: Path | None = None) -> None:
     """After a failure: remove ``run_dir`` if this run created it and wrote nothing in it but its
     config snapshot and lock (and the names in ``keep``), so no empty run looks like a real one;

@@ -28,9 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
 from longcot.config.scale import Cap, capped, caps_note, caps_record
-from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, identity_device, model_at_run, model_identity,
-                                 print_table, running, tracking, upstream_identity, warn_notes)
-from longcot.training.distributed import barrier, detect, shutdown
+from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, evaluate_after_training, finish_training_run,
+                                 identity_device, model_at_run, model_identity, print_table, running, tracking,
+                                 upstream_identity, warn_notes)
+from longcot.training.distributed import detect
 
 log = logging.getLogger(__name__)
 NAME = "rl"
@@ -173,23 +174,17 @@ def run(p: Plan) -> Artifacts:
                            vllm_factory=vllm_factory)
         records = result.records
         last = records[-1] if records else {}
-        if detect().is_main:
-            runs.write_json(run_dir / SUMMARY, {
-                "model": cfg.model.name, "algorithm": cfg.algorithm.name, "reward": cfg.reward.name,
-                "steps": result.steps, "prompts": len(problems),
-                "final": {k: v for k, v in last.items() if isinstance(v, (int, float))},
-                "first": {k: v for k, v in (records[0] if records else {}).items() if isinstance(v, (int, float))},
-                "scale": cfg.scale.name, "scale_caps": caps_record(p.detail["caps"]),
-            })
-            runs.mark_done(run_dir)
-        barrier()  # the other ranks of a multi-process job read the finished run below
+        finish_training_run(run_dir, SUMMARY, {
+            "model": cfg.model.name, "algorithm": cfg.algorithm.name, "reward": cfg.reward.name,
+            "steps": result.steps, "prompts": len(problems),
+            "final": {k: v for k, v in last.items() if isinstance(v, (int, float))},
+            "first": {k: v for k, v in (records[0] if records else {}).items() if isinstance(v, (int, float))},
+            "scale": cfg.scale.name, "scale_caps": caps_record(p.detail["caps"]),
+        })
     arts = artifacts(p.run_dir)
-    if cfg.rl.eval_benchmarks and detect().distributed:
-        shutdown()  # the evaluation is one process (rank 0), with its own engines
-    if cfg.rl.eval_benchmarks and detect().is_main:  # one evaluation per job
-        from longcot.stages.eval import evaluate_checkpoint
-
-        arts.summary["eval"] = evaluate_checkpoint(p, list(cfg.rl.eval_benchmarks))
+    evaluation = evaluate_after_training(p, cfg.rl.eval_benchmarks)
+    if evaluation is not None:
+        arts.summary["eval"] = evaluation
     return arts
 
 

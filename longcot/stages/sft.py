@@ -29,9 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
 from longcot.config.scale import Cap, capped, caps_note, caps_record
-from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, model_at_run, model_identity, print_table, running,
-                                 tracking, upstream_identity, warn_notes)
-from longcot.training.distributed import barrier, detect, shutdown
+from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, evaluate_after_training, finish_training_run,
+                                 model_at_run, model_identity, print_table, running, tracking, upstream_identity,
+                                 warn_notes)
+from longcot.training.distributed import detect
 
 log = logging.getLogger(__name__)
 NAME = "sft"
@@ -154,17 +155,11 @@ def run(p: Plan) -> Artifacts:
             result = train(examples, model_at_run(cfg.model, p.upstream), p.detail["sft"], run_dir, tracker=tracker)
         summary = {**result, "model": cfg.model.name, "data": p.detail["data_label"], "examples": len(examples),
                    "data_counts": result.get("data"), "scale": cfg.scale.name, "scale_caps": caps_record(p.detail["caps"])}
-        if detect().is_main:
-            runs.write_json(run_dir / "summary.json", summary)
-            runs.mark_done(run_dir)
-        barrier()  # the other ranks of a multi-process job read the finished run below
+        finish_training_run(run_dir, "summary.json", summary)
     arts = artifacts(p.run_dir)
-    if cfg.sft.eval_benchmarks and detect().distributed:
-        shutdown()  # the evaluation is one process (rank 0), with its own engines
-    if cfg.sft.eval_benchmarks and detect().is_main:  # one evaluation per job
-        from longcot.stages.eval import evaluate_checkpoint
-
-        arts.summary["eval"] = evaluate_checkpoint(p, list(cfg.sft.eval_benchmarks))
+    evaluation = evaluate_after_training(p, cfg.sft.eval_benchmarks)
+    if evaluation is not None:
+        arts.summary["eval"] = evaluation
     return arts
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 
 from longcot.training.distributed import DistEnv, detect
+from longcot.training.options import BACKENDS, PRECISIONS, ZERO_STAGES
 from longcot.training.schedule import build_scheduler
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,9 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "deepspeed")
-PRECISIONS = ("auto", "float32", "bf16")
-ZERO_STAGES = (1, 2, 3)
 DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf" / "deepspeed"
 
 
