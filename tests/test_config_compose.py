@@ -97,7 +97,8 @@ def test_cli_misspelled_key_exits_nonzero_naming_it() -> None:
 
 def test_cli_unknown_option_lists_only_real_options() -> None:
     proc = _cli("model=tinyy")
-    assert proc.returncode != 0 and "model_schema" not in proc.stderr and "\ttiny" in proc.stderr
+    assert proc.returncode == 2 and "model_schema" not in proc.stderr and "did you mean tiny?" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "synthetic-short, tiny)" in proc.stderr
 
 
 @pytest.mark.parametrize(

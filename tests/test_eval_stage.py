@@ -78,6 +78,10 @@ def test_grading_pipeline_scores_a_checkable_backend(tmp_path: Path, error_rate:
 
 
 def test_several_benchmarks_in_one_run_and_smoke_scale(tmp_path: Path) -> None:
+    from tests.conftest import shared_file
+
+    for rel in ("math500/test.jsonl", "aime24/test.jsonl", "mmlu_pro_1k/test.jsonl"):
+        shared_file(rel)  # skips without the shared data folder (no hub here)
     cfg = _cfg(tmp_path, "generation=synthetic", "model.name=synthetic", "eval.benchmarks=[aime24,mmlu_pro_1k,toy]")
     results = run(cfg)
     assert set(results) == {"math500", "aime24", "mmlu_pro_1k", "toy"}
@@ -144,7 +148,7 @@ def test_killed_eval_resumes_from_its_chunks_to_identical_output(tmp_path: Path)
     import time
 
     args = ["benchmark=toy", "benchmark.limit=10", "eval.chunk_problems=1", "scale.max_new_tokens=96",
-            "scale.max_samples=2", "eval.grader_workers=1", "generation.device=cpu"]
+            "scale.max_samples=2", "eval.grader_workers=1", "generation.device=cpu", "torch_threads=1"]
 
     def cli(root: Path) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "longcot", f"output_root={root}", *args], cwd=REPO,

@@ -16,6 +16,7 @@ C1 = RewardChannel("correctness", "sparse", 1.0)
 DENSE = RewardChannel("repetition", "dense", 0.99)
 DOCUMENTED = {
     "classic": [C1],
+    "classic_direct": [C1],  # Table 4's direct RL: +1 / -0.5 / -1 no answer
     "cosine": [C1],
     "cosine_reppen": [C1, DENSE],
     "cosine_A": [C1, DENSE],
@@ -23,6 +24,7 @@ DOCUMENTED = {
     "cosine_C": [C1, DENSE],
     "cosine_seqrep": [C1, RewardChannel("repetition", "sparse", 1.0)],
     "model_verifier": [C1],
+    "dapo": [C1, RewardChannel("overlong", "sparse", 1.0)],
 }
 COSINE_VALUES = {  # (r0_correct, rL_correct, r0_wrong, rL_wrong, exceed)
     "cosine": (2.0, 1.0, -10.0, 0.0, -10.0),

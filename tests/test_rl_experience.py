@@ -63,8 +63,27 @@ def test_truncated_eos_matches_official(micro):
     assert ro.response_ids[1].tolist() == [13, 14, 15, 16, EOS] and ro.lengths == [3, 5, 2]
     kept = build_rollout(PROMPTS, OUTPUTS, TRUNCATED, eos_id=EOS, pad_id=PAD, truncated_eos="keep")
     assert kept.response_ids[1].tolist() == [13, 14, 15, 16, 17]
-    with pytest.raises(ValueError, match="replace, keep"):
+    with pytest.raises(ValueError, match="official, truncated, keep"):
         build_rollout(PROMPTS, OUTPUTS, TRUNCATED, eos_id=EOS, pad_id=PAD, truncated_eos="append")
+
+
+STOP = 3  # a stop id of the generation config that is not the tokenizer's EOS
+
+
+def test_non_eos_stop_id_becomes_eos_as_official():
+    """micro_rollout_batch_size 1 (the paper's): a response ending in another stop id gets EOS as its
+    last token in the official code; ``truncated`` (the former behaviour) and ``keep`` train on it."""
+    outs = [[11, 12, STOP], [13, 14, 15, 16, 17], [18, EOS]]
+    ro = build_rollout(PROMPTS, outs, TRUNCATED, eos_id=EOS, pad_id=PAD)
+    for i in range(3):
+        seq, _attn, amask = ref_vllm_samples([PROMPTS[i]], [outs[i]])
+        sub = ro.rows([i])
+        assert torch.equal(sub.action_mask.bool(), amask)
+        assert torch.equal(sub.response_ids, seq[:, len(PROMPTS[i]):])
+    assert ro.response_ids[0].tolist()[:3] == [11, 12, EOS] and ro.lengths == [3, 5, 2]
+    old = build_rollout(PROMPTS, outs, TRUNCATED, eos_id=EOS, pad_id=PAD, truncated_eos="truncated")
+    assert old.response_ids[0].tolist()[:3] == [11, 12, STOP]
+    assert old.response_ids[1].tolist() == [13, 14, 15, 16, EOS]
 
 
 def test_layout_and_positions():

@@ -337,6 +337,25 @@ def test_ppo_single_gamma_gae_matches_official(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
+def test_ppo_one_gamma_two_channels_clips_the_sum_as_official(seed):
+    """Official --gamma 0.99 with two reward functions: cli/train_ppo_ray.py::reward_fn sums them
+    (``torch.stack(rewards).sum(dim=0)``), compute_reward clips the (B, T) sum and adds the whole KL,
+    then the single-gamma GAE. Ours: ``sum_channels=True`` (reward.repetition.gamma: null)."""
+    mask, logp, ref, values, r = _random_rollout(seed)
+    r = r.clone()
+    r[..., 1] = r[..., 1] - 5.0 * mask  # push sums beyond the clip where the sparse reward is large
+    kl_ref = ref_compute_approx_kl(logp, ref, action_mask=mask)
+    reward_ref = ref_compute_reward(r.sum(dim=-1), 0.01, kl_ref, action_mask=mask, reward_clip_range=(-10, 10))
+    adv_ref, ret_ref = ref_get_advantages_and_returns(values, reward_ref, mask, [0.99], 0.95)
+    rew = token_rewards(r, mask, kl=approx_kl(logp, ref, mask), kl_coef=0.01, clip=10.0, sum_channels=True)
+    assert rew.shape[-1] == 1 and torch.allclose(rew[..., 0], reward_ref * mask, atol=1e-6)
+    adv, ret = gae_advantages(values, rew, mask, [0.99], 0.95)
+    assert torch.allclose(adv * mask, adv_ref * mask, atol=1e-5)
+    per_channel = token_rewards(r, mask, kl=approx_kl(logp, ref, mask), kl_coef=0.01, clip=10.0).sum(-1)
+    assert not torch.allclose(per_channel, reward_ref * mask, atol=1e-3)  # the case differs from clipping each
+
+
+@pytest.mark.parametrize("seed", range(3))
 def test_reinforce_matches_official(seed):
     mask, logp, ref, _values, r = _random_rollout(seed)
     kl_ref = ref_compute_approx_kl(logp, ref, action_mask=mask, use_kl_estimator_k3=True)

@@ -42,7 +42,11 @@ study:
       eval: []
 {extra}
   paper:
-    n2: {{accuracy: null, sft_tokens: 1234}}
+    source: "a test's numbers"
+    values:
+      n2: {{toy: 12.5}}
+    findings:
+      - {{cite: "Fig. T", statement: "n2 beats n1 on toy", checks: [{{point: n2, minus: n1, benchmark: toy, above: 0}}]}}
 """
 RL_POINT = """    - name: n2-rl
       sft: ["sft.subset=n2"]
@@ -109,17 +113,33 @@ def test_graph_dedupes_shared_runs_and_orders_dependencies(tmp_path: Path) -> No
     assert isinstance(again, DelayedSubmission) and isinstance(again.function, StageJob) and again.function.plan is job.plan
 
 
-def test_override_order_point_beats_stage_beats_base_beats_command_line(tmp_path: Path) -> None:
-    overrides = write_study(tmp_path) + ["sft.subset=n1", "benchmark.limit=9", "data.toy_size=7"]
+def test_command_line_wins_over_point_stage_and_base_and_is_listed_per_run(tmp_path: Path, capsys) -> None:
+    overrides = write_study(tmp_path) + ["sft.subset=n1", "benchmark.limit=3", "data.toy_size=7"]
+    own = build_graph(load_study(write_study(tmp_path)))
     study = load_study(overrides)
     graph = build_graph(study)
-    n2_sft = graph.nodes[graph.cells[("n2", "sft")][0]].plan.cfg
-    assert n2_sft.sft.subset == "n2"  # the point's override wins over the command line's
-    assert n2_sft.data.toy_size == 40  # study.base wins over the command line
+    n2_sft_key = graph.cells[("n2", "sft")][0]
+    n2_sft = graph.nodes[n2_sft_key].plan.cfg
+    assert n2_sft.sft.subset == "n1"  # the command line wins over the point's override
+    assert n2_sft.data.toy_size == 7  # ... and over study.base
     assert n2_sft.stage.name == "sft" and n2_sft.sft.max_steps == 2
-    ev = graph.nodes[graph.cells[("n1", "eval")][0]].plan.cfg
-    assert ev.benchmark.limit == 4  # study.stages.eval wins over the command line
+    ev_key = graph.cells[("n1", "eval")][0]
+    assert graph.nodes[ev_key].plan.cfg.benchmark.limit == 3  # ... and over study.stages.eval
     assert study.stage_overrides(study.point("n1"), "eval")[-1] == "stage=eval"
+    assert study.stage_overrides(study.point("n1"), "eval", command_line=False)[-2:] == ["eval.grader_workers=1", "stage=eval"]
+    # every changed key is listed for the runs it changes, with the study's own value
+    own_sft = own.nodes[own.cells[("n2", "sft")][0]].plan.cfg
+    assert [str(c) for c in graph.changes[n2_sft_key] if c.key != "output_root"] == [
+        f"sft.subset=n1 (study: {own_sft.sft.subset})", f"data.toy_size=7 (study: {own_sft.data.toy_size})"]
+    assert "benchmark.limit=3 (study: 4)" in map(str, graph.changes[ev_key])
+    assert not any(c.key.startswith("sft") for c in graph.changes[ev_key])  # an eval does not read sft.*
+    from longcot.study.dryrun import dry_run
+
+    dry_run(graph)
+    out = capsys.readouterr().out
+    common = next(line for line in out.splitlines() if line.startswith("command line, in every stage run: "))
+    assert "data.toy_size=7 (study: 40)" in common and "sft.subset" not in common
+    assert "command line: sft.subset=n1 (study: n2)" in out
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -128,7 +148,9 @@ def test_override_order_point_beats_stage_beats_base_beats_command_line(tmp_path
     ("  points:\n    - name: a\n      eval: []\n    - name: a\n      eval: []\n", r"study.points\[1\].name='a': duplicate point name"),
     ("  stages: {train: []}\n  points:\n    - name: a\n      eval: []\n", r"study.stages.train: unknown stage"),
     ("  points:\n    - name: a\n      eval: \"benchmark=toy\"\n", r"study.points\[0\].eval: must be a list of override strings"),
-    ("  points:\n    - name: a\n      eval: []\n  paper: {b: {x: 1}}\n", r"study.paper.b: not a point of the study; valid: a"),
+    ("  points:\n    - name: a\n      eval: []\n  paper: {source: s, values: {b: {x: 1}}}\n",
+     r"study.paper.values.b: not a point of the study; valid: a"),
+    ("  points:\n    - name: a\n      eval: []\n  paper: {b: {x: 1}}\n", r"study.paper.b: unknown key; valid: source"),
 ])
 def test_malformed_study_fails_with_one_line_naming_the_key(tmp_path: Path, bad: str, message: str) -> None:
     conf = tmp_path / "experiment"

@@ -10,7 +10,7 @@ import pytest
 
 from longcot import runs
 from longcot.study import records
-from longcot.study.collect import TO_COPY, collect
+from longcot.study.collect import collect
 from longcot.study.dryrun import FILL, GEN_FLOPS, dry_run, estimate, parameters
 from longcot.study.graph import build_graph
 from longcot.study.local import run_local
@@ -62,15 +62,19 @@ def test_tiny_study_end_to_end_status_collect_relaunch(tmp_path: Path, one_torch
     with open(res["csv"], newline="") as fh:
         table_rows = {r["point"]: r for r in csv.DictReader(fh)}
     for point in ("n2", "n1", "n2-rl"):
-        assert table_rows[point]["accuracy (%)"] == f"{100 * summaries[keys[(point, 'eval')]]['accuracy']:.1f}"
-    assert table_rows["broken"]["accuracy (%)"] == "not run"
+        assert table_rows[point]["ours (%)"] == f"{100 * summaries[keys[(point, 'eval')]]['accuracy']:.1f}"
+    assert table_rows["broken"]["ours (%)"] == "not run"
     gain = summaries[keys[("n2-rl", "eval")]]["accuracy"] - summaries[keys[("n2", "eval")]]["accuracy"]
     assert table_rows["n2-rl"]["RL gain (pts)"] == f"{100 * gain:+.1f}"
     assert table_rows["n2-rl"]["RL"] == "grpo/classic" and table_rows["n2"]["style"] == "long"
     manifest = runs.read_json(graph.nodes[keys[("n2", "distill")]].plan.run_dir / "manifest.json")
     assert table_rows["n1"]["SFT tokens"] == str(manifest["datasets"]["1"]["sft_tokens"])
-    assert table_rows["n2"]["paper: accuracy"] == TO_COPY and table_rows["n2"]["paper: sft_tokens"] == "1234"
-    assert table_rows["n1"]["paper: accuracy"] == "-"  # no paper number for this point
+    ours_n2 = 100 * summaries[keys[("n2", "eval")]]["accuracy"]
+    assert table_rows["n2"]["paper (%)"] == "12.5" and table_rows["n2"]["diff (pts)"] == f"{ours_n2 - 12.5:+.1f}"
+    assert table_rows["n1"]["paper (%)"] == "-"  # no paper number for this point
+    [finding] = res["findings"]  # "n2 beats n1 on toy"
+    assert finding.checks[0].value == ours_n2 - 100 * summaries[keys[("n1", "eval")]]["accuracy"]
+    assert "Fig. T" in res["report"].read_text()
     assert f"| n2 | toy | long |" in res["markdown"].read_text()
     assert sorted(p.name for p in res["figures"]) == ["fig_reward_variants.png", "fig_rl_dynamics.png", "fig_sft_scaling.png"]
     assert all(p.stat().st_size > 1000 for p in res["figures"])

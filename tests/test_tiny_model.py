@@ -60,6 +60,14 @@ def test_builds_offline_into_cache(cache, tiny_dir, tiny_cfg):
     assert (tiny_dir / "model.safetensors").stat().st_mtime_ns == mtime
 
 
+def test_cached_model_files_are_readable_like_any_new_file(tiny_dir):
+    """save_pretrained writes model.safetensors 0600; the shared cache gets every file at 0666 & ~umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tiny_dir.iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"] == 0o666 & ~mask, modes
+
+
 def test_param_count(loaded):
     model, tokenizer = loaded
     n = sum(p.numel() for p in model.parameters())

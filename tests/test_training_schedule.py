@@ -52,11 +52,16 @@ def test_schedule_bad_values() -> None:
 
 @pytest.mark.parametrize("env,expected", [
     ({}, DistEnv()),
-    ({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}, DistEnv(3, 8, 1, "torchrun")),
-    ({"SLURM_PROCID": "5", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1"}, DistEnv(5, 16, 1, "slurm")),
+    # without the per-node variables a job is one node
+    ({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}, DistEnv(3, 8, 1, "torchrun", 0, 8)),
+    ({"SLURM_PROCID": "5", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1"}, DistEnv(5, 16, 1, "slurm", 0, 16)),
     ({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}, DistEnv()),  # a single-task SLURM job is one process
     # torchrun inside a SLURM allocation: torchrun's variables win
-    ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}, DistEnv(1, 2, 1, "torchrun")),
+    ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}, DistEnv(1, 2, 1, "torchrun", 0, 2)),
+    # several nodes: torchrun's node rank (GROUP_RANK), SLURM's SLURM_NODEID and per-node task counts
+    ({"RANK": "13", "WORLD_SIZE": "16", "LOCAL_RANK": "5", "GROUP_RANK": "1", "LOCAL_WORLD_SIZE": "8"}, DistEnv(13, 16, 5, "torchrun", 1, 8)),
+    ({"SLURM_PROCID": "9", "SLURM_NTASKS": "10", "SLURM_LOCALID": "1", "SLURM_NODEID": "3", "SLURM_STEP_TASKS_PER_NODE": "3(x2),2(x2)"},
+     DistEnv(9, 10, 1, "slurm", 3, 2)),
 ])
 def test_detect_topology(env, expected) -> None:
     assert detect(env) == expected

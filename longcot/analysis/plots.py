@@ -10,7 +10,19 @@ from longcot.runs import atomic_path
 
 
 def plot_eval(rows: Sequence[dict[str, Any]], summary: dict[str, Any], path: Path) -> Path:
-    """Write a two-panel PNG: length histogram by verdict, and reflection keywords per response."""
+    """Write :func:`eval_figure` as a PNG (atomically)."""
+    import matplotlib.pyplot as plt
+
+    fig = eval_figure(rows, summary)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def eval_figure(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> Any:
+    """Two panels: length histogram by verdict, and reflection keywords per response; the title names
+    the model, the checkpoint (``summary["checkpoint"]``: the training run, or untrained) and the data."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,12 +40,19 @@ def plot_eval(rows: Sequence[dict[str, Any]], summary: dict[str, Any], path: Pat
     ax_len.set_title(f"{summary['benchmark']}: acc {100 * summary['accuracy']:.1f}%, truncated {100 * summary['truncation_rate']:.1f}%")
     ax_len.legend()
     keywords = list(summary["reflection"])
-    ax_kw.bar(keywords, [summary["reflection"][k]["per_response"] for k in keywords], color="tab:blue")
+    freq = [summary["reflection"][k]["per_response"] for k in keywords]
+    ax_kw.bar(keywords, freq, color="tab:blue", label="occurrences per response")
     ax_kw.set_ylabel("occurrences per response")
     ax_kw.set_title("reflection keywords")
-    fig.suptitle(f"{summary['model']} on {summary['benchmark']} ({summary['num_problems']} problems x {summary['samples_per_problem']})")
+    if not any(freq):  # an all-zero panel would get a meaningless -0.04..0.04 axis
+        ax_kw.set_ylim(0, 1)
+        ax_kw.text(0.5, 0.5, "no reflection keyword in any response", transform=ax_kw.transAxes, ha="center",
+                   va="center", color="gray")
+    ax_kw.legend(fontsize=8)
+    checkpoint = summary.get("checkpoint") or "untrained"
+    sampling = summary.get("sampling") or {}
+    fig.suptitle(f"{summary['model']} ({checkpoint}) on {summary['benchmark']}: {summary['num_problems']} problems x "
+                 f"{summary['samples_per_problem']}" + (f", max {sampling['max_new_tokens']} new tokens"
+                                                        if sampling.get("max_new_tokens") else ""), fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return fig

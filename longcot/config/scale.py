@@ -47,3 +47,24 @@ def caps_note(scale: Any, caps: Sequence[Cap], *, real: bool = False, detail: st
 def caps_record(caps: Sequence[Cap]) -> dict[str, dict[str, int | None]]:
     """The caps as JSON (``{"key": {"set": before, "used": after}}``) for a run's outputs."""
     return {c.key: {"set": c.before, "used": c.after} for c in caps}
+
+
+def capped_rollout(algorithm: Any, prompts: int | None, max_samples: int | None, caps: list[Cap]) -> None:
+    """Fit one RL step into a capped scale, in place (``algorithm``: an ``AlgorithmConfig``): at most
+    ``prompts`` prompts per rollout and ``max_samples`` samples per prompt, then ``train_batch_size``
+    (responses per optimizer step) and ``micro_train_batch_size`` down to what one rollout holds.
+    ``prompts`` None: the scale caps no prompts (``scale=full``), nothing changes."""
+    if prompts is None:
+        return
+    a = algorithm
+    a.rollout_batch_size = capped("algorithm.rollout_batch_size", a.rollout_batch_size, prompts, caps)
+    a.samples_per_prompt = capped("algorithm.samples_per_prompt", a.samples_per_prompt, max_samples, caps)
+    n = a.rollout_batch_size * a.samples_per_prompt
+    if a.train_batch_size > n or n % a.train_batch_size:
+        train = max(d for d in range(1, min(a.train_batch_size, n) + 1) if n % d == 0)
+        caps.append(Cap("algorithm.train_batch_size", a.train_batch_size, train))
+        a.train_batch_size = train
+    if a.train_batch_size % a.micro_train_batch_size:
+        micro = max(d for d in range(1, a.micro_train_batch_size + 1) if a.train_batch_size % d == 0)
+        caps.append(Cap("algorithm.micro_train_batch_size", a.micro_train_batch_size, micro))
+        a.micro_train_batch_size = micro

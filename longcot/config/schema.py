@@ -26,10 +26,8 @@ def _backends() -> tuple[str, ...]:
     return tuple(BACKENDS)
 
 
-def _stages() -> tuple[str, ...]:
-    from longcot.stages import STAGES
-
-    return tuple(STAGES)
+# the stages a run can execute (longcot/stages/<name>.py, registered by longcot.stages from this list)
+STAGE_NAMES = ("eval", "distill", "sft", "rl")
 
 
 @dataclass
@@ -93,13 +91,15 @@ class DataConfig:
     dataset_config: Optional[str] = None
     split: str = "train"
     limit: Optional[int] = at_least(None, 1)  # first N prompts; None = all
+    levels: Optional[list[int]] = None  # kind=math: only MATH levels k (the records' "level": "Level k"); None = all
     problem_field: str = "problem"
     answer_field: Optional[str] = None  # None: last \boxed{} of solution_field
     solution_field: Optional[str] = "solution"
     id_field: Optional[str] = "unique_id"
     toy_size: int = at_least(1000, 1)  # kind=toy: number of synthetic problems
     toy_seed: int = 0
-    toy_level: str = option("standard", TOY_LEVELS)  # kind=toy: standard | easy (see longcot/data/toy.py)
+    toy_level: str = option("standard", TOY_LEVELS)  # kind=toy: standard | easy | search (see longcot/data/toy.py)
+    toy_split_seed: int = 0  # toy_level=search: which problems are held out for eval (longcot/data/twin.py)
 
 
 @dataclass
@@ -124,6 +124,7 @@ class BenchmarkConfig:
     toy_size: int = at_least(200, 1)
     toy_seed: int = 1
     toy_level: str = option("standard", TOY_LEVELS)
+    toy_split_seed: int = 0  # toy_level=search: the held-out pool (must equal the training data's)
 
 
 @dataclass
@@ -141,7 +142,9 @@ class ClusterConfig:
     nodes: int = 1
     array_parallelism: int = 64
     additional_parameters: dict[str, Any] = field(default_factory=dict)
-    tasks_per_node: int = at_least(1, 1)  # study jobs: one per GPU for DeepSpeed (SFT/RL); 1 for vLLM / eval
+    # study jobs: processes per node; None = one per GPU for sft/rl (torch DDP / DeepSpeed), 1 for the others
+    tasks_per_node: Optional[int] = at_least(None, 1)
+    scratch_dir: Optional[str] = None  # study jobs: a node-local directory for temp files / caches (never outputs)
     setup: list[str] = field(default_factory=list)  # shell lines before a study job (modules, conda)
     max_num_timeout: int = at_least(3, 0)  # submitit requeues after a time limit / preemption (USR2)
     # per-stage overrides of the fields above for study jobs, e.g. {sft: {gpus_per_node: 8, tasks_per_node: 8}}
@@ -174,7 +177,7 @@ class ScaleConfig:
 class StageConfig:
     """Which stage a run executes."""
 
-    name: str = option(MISSING, _stages)
+    name: str = option(MISSING, STAGE_NAMES)
 
 
 @dataclass
@@ -203,6 +206,12 @@ class StudyConfig:
     stages: dict[str, list[str]] = field(default_factory=dict)  # stage -> overrides common to every point
     points: list[dict[str, Any]] = field(default_factory=list)  # {name, distill?, sft?, rl?, eval?: [overrides]}
     paper: dict[str, Any] = field(default_factory=dict)  # the paper's reported numbers (null: to copy from the PDF)
+    # Every point repeated once per seed (longcot/study/spec.py); seed_overrides: what a seed sets, with
+    # {seed} in each value (None: spec.DEFAULT_SEED_OVERRIDES: data draw, split, order, sampling, init).
+    seeds: Optional[list[int]] = None
+    seed_overrides: Optional[list[str]] = None
+    # arms compared per seed, with the paper's direction (longcot/study/seeds.py)
+    compare: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -65,7 +65,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
+                    row = json.loads(line.rstrip("\r\n"))  # a newline left in puts an end-of-line error at 2:1
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
                 if not isinstance(row, dict):
@@ -235,6 +235,8 @@ def data_identity(cfg: Any, what: str) -> dict[str, Any]:
     settings = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(vars(cfg))
     for field in LOCATION_FIELDS:
         settings.pop(field, None)
+    if settings.get("levels", "absent") is None:  # unset: the identities of runs from before the key
+        settings.pop("levels")
     if cfg.kind == "toy":
         return {"settings": settings, "source": "toy"}
     from longcot.runs import file_digest
@@ -248,7 +250,8 @@ def data_identity(cfg: Any, what: str) -> dict[str, Any]:
 def load_benchmark(cfg: Any) -> list[Problem]:
     """Problems of a benchmark config (``BenchmarkConfig``), in file order, first ``limit``."""
     if cfg.kind == "toy":
-        problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name, level=cfg.toy_level)
+        problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name, level=cfg.toy_level, split="eval",
+                                split_seed=cfg.toy_split_seed)
     else:
         source, where = resolve_source(cfg.path, cfg.shared_file, cfg.dataset_id, "benchmark")
         if source == "file":
@@ -264,10 +267,26 @@ def load_benchmark(cfg: Any) -> list[Problem]:
 def load_prompts(cfg: Any) -> list[Problem]:
     """Training prompts of a data config (``DataConfig``) with reference answers."""
     if cfg.kind == "toy":
-        problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name, level=cfg.toy_level)
+        problems = toy_problems(cfg.toy_size, cfg.toy_seed, prefix=cfg.name, level=cfg.toy_level, split="train",
+                                split_seed=cfg.toy_split_seed)
     else:
         source, where = resolve_source(cfg.path, cfg.shared_file, cfg.dataset_id, "data")
         rows = read_records(Path(where)) if source == "file" else _hub_records(where, cfg.dataset_config, cfg.split, "data")
+        if getattr(cfg, "levels", None):  # MATH difficulty levels ("level": "Level k"); records without one are dropped
+            keep = {f"Level {int(k)}" for k in cfg.levels}
+            rows = [r for r in rows if str(r.get("level")) in keep]
+            if not rows:
+                raise DataError(f"data.levels={list(cfg.levels)}: no record of {where} has one of these levels")
         fields = {"problem": cfg.problem_field, "answer": cfg.answer_field, "solution": cfg.solution_field, "id": cfg.id_field}
         problems = normalise(rows, "math" if cfg.kind == "math" else cfg.kind, where, fields)
     return problems[: cfg.limit] if cfg.limit else problems
+
+
+def train_overlap(problems: list[Problem], data_cfg: Any) -> Optional[dict[str, Any]]:
+    """How many of the benchmark's ``problems`` (by text) are training prompts of ``data_cfg`` (the
+    composed ``data`` group: in a study, the prompts its SFT/RL stages train on). Computed for the toy
+    task only (generated, cheap to load; the twin's must be 0); None for file or hub data."""
+    if data_cfg is None or data_cfg.kind != "toy":
+        return None
+    train = {p.problem for p in load_prompts(data_cfg)}
+    return {"data": data_cfg.name, "toy_level": data_cfg.toy_level, "problems": sum(p.problem in train for p in problems)}

@@ -171,7 +171,7 @@ def construct_candidates(
     ``params`` gives temperature, top-p, n and the seed; each action is capped at
     ``c.action_max_new_tokens`` tokens (a truncated action marks the row ``finish_reason="length"``).
     """
-    from tqdm.auto import tqdm
+    from longcot.progress import bar as progress_bar
 
     machine = ActionMachine.from_config(c)
     action_params = SamplingParams(params.temperature, params.top_p, int(c.action_max_new_tokens), 1, params.seed)
@@ -180,7 +180,7 @@ def construct_candidates(
         for i in range(params.n):
             s = sample_seed(pseed, i)
             trajs.append(Trajectory(p, i, s, random.Random(s), machine.start))
-    bar = tqdm(total=len(trajs), desc="constructed", unit="traj", disable=not progress)
+    bar = progress_bar(total=len(trajs), desc="constructed", unit="traj", disable=not progress)
     step = 0
     while True:
         active = [t for t in trajs if not t.done]

@@ -142,7 +142,7 @@ def build_datasets(
 ) -> dict[int, dict[str, Any]]:
     """One dataset per N in ``ns`` from the graded candidates of ``shard_files`` (streamed shard by
     shard); returns each N's manifest. ``count_tokens(texts) -> list[int]`` is the student's."""
-    from tqdm.auto import tqdm
+    from longcot.progress import bar
 
     ns = sorted(set(int(n) for n in ns))
     todo = [n for n in ns if not runs.is_done(out_dir / f"n{n}")]
@@ -154,7 +154,7 @@ def build_datasets(
                   "prompt_tokens": 0, "response_tokens": 0, "rows": 0} for n in todo}
     with ExitStack() as stack:
         writers = {n: stack.enter_context(dataset_writer(out_dir / f"n{n}" / fname, fmt, extra)) for n in todo}
-        for path in tqdm(shard_files, desc="merge shards", unit="shard", disable=not progress):
+        for path in bar(shard_files, desc="merge shards", unit="shard", disable=not progress):
             groups = _by_prompt(read_rows(path))
             # Token counts once, for the largest N's selection (every smaller N's rows are among them).
             picked = [select_prefix(g, n_max, sel)[0] for g in groups]

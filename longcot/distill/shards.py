@@ -111,7 +111,7 @@ def run_shard(
 ) -> dict[str, Any]:
     """Sample, grade and write one shard of ``problems``; returns (and writes last) its marker
     (counts, timings, ``rows_sha256`` and ``marker_extra``)."""
-    from tqdm.auto import tqdm
+    from longcot.progress import bar
 
     if chunk_prompts < 1:
         raise ValueError(f"distill.chunk_prompts must be >= 1, got {chunk_prompts}")
@@ -125,7 +125,7 @@ def run_shard(
     exit_after = _exit_after()
     with runs.atomic_path(shard.rows_path(run_dir)) as tmp, tmp.open("w", encoding="utf-8") as fh:
         chunks = [todo[i : i + chunk_prompts] for i in range(0, len(todo), chunk_prompts)]
-        for chunk in tqdm(chunks, desc=shard.name, unit="chunk", disable=not progress or len(chunks) < 2):
+        for chunk in bar(chunks, desc=shard.name, unit="chunk", disable=not progress or len(chunks) < 2):
             t1 = time.perf_counter()
             rows = source.produce(chunk)
             t2 = time.perf_counter()
@@ -202,11 +202,11 @@ def run_in_processes(fn: Callable[[Any, int], Any], payload: Any, indices: Seque
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from tqdm.auto import tqdm
+    from longcot.progress import bar
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(fn, payload, i): i for i in indices}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="shards", unit="shard"):
+        for fut in bar(as_completed(futures), total=len(futures), desc="shards", unit="shard"):
             try:
                 fut.result()
             except Exception as exc:

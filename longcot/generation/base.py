@@ -48,6 +48,10 @@ class Completion:
     finish_reason: FinishReason  # "stop": ended by EOS/stop string; "length": hit max_new_tokens
     prompt_tokens: int
     sample_index: int = 0
+    # log-prob of each of ``token_ids`` under the engine's model, before temperature and top-p (vLLM's
+    # default logprobs_mode="raw_logprobs"), when the backend was asked for them (``return_logprobs``
+    # of the HF and vLLM generators: RL's truncated importance sampling); else None
+    logprobs: tuple[float, ...] | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -22,6 +22,9 @@ Completions:
   budget without one (then ``num_tokens == budget``).
 * ``text``: ``decode(token_ids, skip_special_tokens=True)``.
 * ``prompt_tokens``: length of the chat-templated prompt, without padding.
+* ``logprobs`` (``return_logprobs=True``, RL's truncated importance sampling): each token's log-prob
+  under the model's own distribution, ``log_softmax`` of the logits the sampler sees (before
+  temperature and top-p, as vLLM's default ``logprobs_mode="raw_logprobs"``), in float32.
 
 Budget: ``max_new_tokens`` is clamped per prompt to ``max_position_embeddings - prompt_tokens``
 (warned once); a batch generates up to its largest row budget and each row is cut back to its own,
@@ -110,11 +113,14 @@ class PerRowSampler(LogitsProcessor):
     Returns ``-inf`` everywhere except the chosen token (0), for use with greedy ``generate``.
     """
 
-    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float) -> None:
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, *, record_logprobs: bool = False) -> None:
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.seeds = [int(s) for s in seeds]
         self.generators: list[torch.Generator] | None = None
+        # record_logprobs: per step, each row's log-prob of its chosen token (``logprobs``: list of (batch,))
+        self.record_logprobs = bool(record_logprobs)
+        self.logprobs: list[torch.Tensor] = []
 
     def _generators(self, device: torch.device) -> list[torch.Generator]:
         if self.generators is None:
@@ -148,6 +154,9 @@ class PerRowSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         chosen = self.choose(scores)
+        if self.record_logprobs:
+            raw = torch.log_softmax(scores.float(), dim=-1)
+            self.logprobs.append(raw.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).cpu())
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, chosen.unsqueeze(-1), 0.0)
         return out
@@ -164,14 +173,17 @@ class HFGenerator:
         batch_size: int = 16,
         device: str | None = None,
         synced_gpus: bool = False,
+        return_logprobs: bool = False,
     ) -> None:
         """``synced_gpus``: every rank of a process group keeps stepping until all ranks' sequences
         are done (transformers' ``generate(synced_gpus=True)``), for a model whose forward is a
         collective (DeepSpeed ZeRO-3 gathers its partitioned weights in every forward); each rank
-        must then generate for the same number of (prompt, sample) pairs."""
+        must then generate for the same number of (prompt, sample) pairs. ``return_logprobs``: fill
+        each completion's ``logprobs`` (see the module doc)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.synced_gpus = bool(synced_gpus)
+        self.return_logprobs = bool(return_logprobs)
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = int(batch_size)
@@ -263,7 +275,7 @@ class HFGenerator:
         first_sample: int,
         progress: bool,
     ) -> list[list[Completion]]:
-        from tqdm.auto import tqdm
+        from longcot.progress import bar
 
         seeds = resolve_seeds(len(prompts), params, seeds, first_sample)
 
@@ -295,7 +307,7 @@ class HFGenerator:
             self.model.generation_config = GenerationConfig(
                 eos_token_id=list(self.eos_ids), pad_token_id=self.pad_id, bos_token_id=self.bos_id
             )
-            for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
+            for batch in bar(batches, desc="generate", unit="batch", disable=not progress):
                 for (i, k, s, _seed, _b), comp in zip(batch, self._run_batch(batch, encoded, params)):
                     results[i][k] = comp
         finally:
@@ -314,7 +326,8 @@ class HFGenerator:
             input_ids[r, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention[r, width - len(ids) :] = 1
         budgets = [b for *_x, b in batch]
-        sampler = PerRowSampler([seed for *_x, seed, _b in batch], params.temperature, params.top_p)
+        sampler = PerRowSampler([seed for *_x, seed, _b in batch], params.temperature, params.top_p,
+                                record_logprobs=self.return_logprobs)
         out = self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=attention.to(self.device),
@@ -337,9 +350,13 @@ class HFGenerator:
                 token_lists.append(row[: stop + 1])
                 reasons.append("stop")
         texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
+        logps: list[tuple[float, ...] | None] = [None] * len(batch)
+        if self.return_logprobs:
+            steps = torch.stack(sampler.logprobs, dim=1) if sampler.logprobs else torch.zeros(len(batch), 0)
+            logps = [tuple(steps[r, : len(toks)].tolist()) for r, toks in enumerate(token_lists)]
         return [
-            Completion(text, tuple(toks), reason, plen, s)  # type: ignore[arg-type]
-            for (i, k, s, _seed, _b), toks, reason, text, plen in zip(batch, token_lists, reasons, texts, lengths)
+            Completion(text, tuple(toks), reason, plen, s, lp)  # type: ignore[arg-type]
+            for (i, k, s, _seed, _b), toks, reason, text, plen, lp in zip(batch, token_lists, reasons, texts, lengths, logps)
         ]
 
 

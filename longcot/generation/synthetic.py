@@ -14,7 +14,8 @@ step and writes:
 With probability ``error_rate`` a sample makes an uncaught slip, so its final answer is wrong.
 Prompts it cannot parse get a generic answer that is almost surely wrong.
 
-Two more prompt kinds are recognised (the documented protocol of the default templates):
+The CPU twin's maps (``Map: 9>6;4>3;... Find x with x>4.``, :mod:`longcot.data.twin`) get the search
+teacher's answers (:mod:`longcot.generation.search_teacher`). Two more prompt kinds are recognised (the documented protocol of the default templates):
 
 * an action prompt (:mod:`longcot.distill.constructed`, §3.3) whose last line is ``Action: NAME``
   for NAME in clarify / decompose / solution_step / reflection / answer: it writes that action's
@@ -40,6 +41,8 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from longcot.data import twin
+from longcot.generation import search_teacher
 from longcot.generation.base import (
     Completion,
     Prompt,
@@ -263,6 +266,11 @@ class SyntheticGenerator:
         user = next((m["content"] for m in reversed(list(prompt)) if m["role"] == "user"), "")
         if _EXTRACT_MARKER in user:
             return write_extraction(user)
+        lookup = twin.parse(user)
+        if lookup is not None:  # the CPU twin's search task (toy_level=search)
+            if self.style == "long":
+                return search_teacher.write_long(lookup, rng, self.error_rate)
+            return search_teacher.write_short(lookup, rng, self.error_rate)
         match = _EXPR.search(user)
         expr = parse_expression(match.group(1)) if match else None
         action = _ACTION.findall(user)
@@ -283,11 +291,11 @@ class SyntheticGenerator:
         first_sample: int = 0,
         progress: bool = True,
     ) -> list[list[Completion]]:
-        from tqdm.auto import tqdm
+        from longcot.progress import bar
 
         seeds = resolve_seeds(len(prompts), params, seeds, first_sample)
         out: list[list[Completion]] = []
-        for prompt, seed in tqdm(list(zip(prompts, seeds)), desc="synthetic", unit="prompt", disable=not progress):
+        for prompt, seed in bar(list(zip(prompts, seeds)), desc="synthetic", unit="prompt", disable=not progress):
             prompt_tokens = sum(len(tokenize(m["content"])) for m in prompt)
             row = []
             for k in range(params.n):

@@ -30,6 +30,10 @@ The engine runs in a spawned process, so a script that builds it must be import-
 (``if __name__ == "__main__":``).
 
 :meth:`VLLMGenerator.reload_weights` loads new weights into the running engine in place (RL).
+``return_logprobs=True`` (RL's truncated importance sampling) asks the engine for the sampled tokens'
+log-probs (``SamplingParams(logprobs=0)``: the chosen token only; vLLM's default
+``logprobs_mode="raw_logprobs"``: the model's distribution before temperature and top-p, as the HF
+backend's) into each completion's ``logprobs``.
 
 ``vllm`` is imported inside :class:`VLLMGenerator` only, so importing this module is free.
 """
@@ -144,7 +148,8 @@ def colocated_settings(tensor_parallel_size: int) -> dict[str, Any]:
 class VLLMGenerator:
     """:class:`~longcot.generation.base.Generator` over ``vllm.LLM``."""
 
-    def __init__(self, model_cfg: "ModelConfig", gen_cfg: "GenerationConfig | None" = None, *, llm: Any = None):
+    def __init__(self, model_cfg: "ModelConfig", gen_cfg: "GenerationConfig | None" = None, *, llm: Any = None,
+                 return_logprobs: bool = False):
         from longcot.config.schema import GenerationConfig
         from longcot.generation.hf import encode_prompt, eos_token_ids
         from longcot.models.loading import (
@@ -158,6 +163,7 @@ class VLLMGenerator:
         gen_cfg = gen_cfg or GenerationConfig(backend="vllm")
         self.model_cfg = model_cfg
         self.gen_cfg = gen_cfg
+        self.return_logprobs = bool(return_logprobs)
         self._encode = encode_prompt
         path = resolve_model_path(model_cfg)
         self.tokenizer = load_tokenizer(model_cfg, padding_side="left")
@@ -325,6 +331,7 @@ class VLLMGenerator:
                         seed=sample_seed(int(seeds[i]), s),
                         stop_token_ids=list(self.eos_ids),
                         detokenize=False,  # decoded below by the HF tokenizer, like the HF backend
+                        logprobs=0 if self.return_logprobs else None,  # 0: the sampled token's only
                     )
                 )
                 slots.append((i, k, s))
@@ -343,8 +350,20 @@ class VLLMGenerator:
                     stop_id = out.stop_reason if isinstance(out.stop_reason, int) else self.eos_ids[0]
                     toks = toks + (int(stop_id),)
                 text = self.tokenizer.decode(list(toks), skip_special_tokens=True)
-                results[i][k] = Completion(text, toks, reason, len(encoded[i]), s)
+                results[i][k] = Completion(text, toks, reason, len(encoded[i]), s, self._logprobs(out, toks))
         return [[c for c in row if c is not None] for row in results]
+
+
+    def _logprobs(self, out: Any, toks: tuple[int, ...]) -> tuple[float, ...] | None:
+        """The sampled tokens' log-probs of a request output (``return_logprobs``), else None. A stop
+        token the engine left out of ``token_ids`` (appended above) has none: then an error, not a guess."""
+        if not self.return_logprobs:
+            return None
+        entries = out.logprobs
+        if entries is None or len(entries) != len(toks):
+            raise RuntimeError(f"vLLM returned log-probs for {0 if entries is None else len(entries)} of "
+                               f"{len(toks)} tokens; truncated importance sampling needs one per token")
+        return tuple(float(entries[j][t].logprob) for j, t in enumerate(toks))
 
 
 class _HasGenCfg:

@@ -318,6 +318,10 @@ def ensure_tiny(model_cfg: "ModelConfig | None" = None, **overrides: Any) -> Pat
         log.info("building tiny model in %s", target)
         build_tiny(tmp, model_cfg, **overrides)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
+        mask = os.umask(0)
+        os.umask(mask)
+        for path in tmp.iterdir():  # save_pretrained writes model.safetensors 0600: every file as a new file's mode
+            os.chmod(path, 0o666 & ~mask)
         try:
             os.rename(tmp, target)
         except OSError:

@@ -9,7 +9,8 @@ token-level reward array for each scored response; :func:`discounted_returns` is
 the official multi-gamma PPO does (returns per channel, then summed).
 
 Channel names: ``correctness`` (always; classic or cosine reward) and ``repetition`` (when the
-config has one; ``dense`` for Algorithm 1, ``sparse`` for the sequence-level variant).
+config has one; ``dense`` for Algorithm 1, ``sparse`` for the sequence-level variant) and ``overlong``
+(``reward.overlong``: DAPO's soft overlong punishment, :mod:`longcot.rewards.overlong`; sparse, γ_c).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from longcot.rewards.repetition import dense_repetition_penalty, sequence_repeti
 
 CORRECTNESS_CHANNEL = "correctness"
 REPETITION_CHANNEL = "repetition"
+OVERLONG_CHANNEL = "overlong"
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,20 @@ def reward_channels(cfg: Any) -> list[RewardChannel]:
     channels = [RewardChannel(CORRECTNESS_CHANNEL, "sparse", float(cfg.gamma))]
     if cfg.repetition is not None:
         kind = "dense" if cfg.repetition.variant == "dense" else "sparse"
-        channels.append(RewardChannel(REPETITION_CHANNEL, kind, float(cfg.repetition.gamma)))
+        gamma = cfg.gamma if cfg.repetition.gamma is None else cfg.repetition.gamma
+        channels.append(RewardChannel(REPETITION_CHANNEL, kind, float(gamma)))
+    if cfg.overlong is not None:  # DAPO's soft overlong punishment, discounted like correctness
+        channels.append(RewardChannel(OVERLONG_CHANNEL, "sparse", float(cfg.gamma)))
     return channels
+
+
+def single_gamma(cfg: Any) -> bool:
+    """Whether the config gives one gamma for all its channels (``reward.repetition.gamma: null``, the
+    official single ``--gamma``): the RL stage then sums the channels before clipping (official
+    ``reward_fn`` + ``compute_reward``) and discounts the sum. Two channels with equal explicit gammas
+    (official ``--gamma 1,1``) are clipped one by one."""
+    cfg = to_reward_config(cfg)
+    return cfg.repetition is not None and cfg.repetition.gamma is None
 
 
 def correctness_rewards(cfg: RewardConfig, samples: Sequence[ScoredSample]) -> np.ndarray:
@@ -87,9 +101,17 @@ def correctness_rewards(cfg: RewardConfig, samples: Sequence[ScoredSample]) -> n
     truncated = np.array([bool(s.truncated) for s in samples], dtype=bool)
     if cfg.kind == "classic":
         c = cfg.classic
+        answered = None
+        if c.no_answer is not None:
+            from longcot.grading import extract_answer
+
+            if any(s.text is None for s in samples):
+                raise ValueError("reward.classic.no_answer needs ScoredSample.text (whether an answer was given)")
+            answered = [extract_answer(s.text) is not None for s in samples]
         return classic_reward_batch(
             correct, gen_len, max_len, truncated,
             correct_reward=c.correct, wrong_reward=c.wrong, exceed=c.exceed, margin=cfg.margin,
+            no_answer=c.no_answer, answered=answered,
         )
     c = cfg.cosine
     return cosine_scaled_reward_batch(
@@ -129,6 +151,12 @@ def compute_channel_rewards(cfg: Any, samples: Sequence[ScoredSample]) -> dict[s
                     raise ValueError("the sequence-level repetition penalty needs ScoredSample.text")
                 rows.append(_sparse(sequence_repetition_penalty(s.text, rep.ngram_size, rep.penalty), s.length))
             out[REPETITION_CHANNEL] = rows
+    if cfg.overlong is not None:
+        from longcot.rewards.overlong import overlong_penalty_batch
+
+        pen = overlong_penalty_batch([s.length for s in samples], [s.max_len for s in samples],
+                                     cfg.overlong.cache, cfg.overlong.factor)
+        out[OVERLONG_CHANNEL] = [_sparse(float(v), s.length) for v, s in zip(pen, samples)]
     return out
 
 

@@ -3,7 +3,10 @@
 As in the official ``ClassicSparseReward``, a response over budget gets ``exceed`` instead (the §4.1
 scripts pass ``--math_rule_common_exceed_length 0``); ``exceed=None`` disables the rule (the
 official default). Over budget means ``truncated or gen_len >= max_len - margin``; when
-``gen_len``/``max_len`` are not given only ``truncated`` decides.
+``gen_len``/``max_len`` are not given only ``truncated`` decides. ``no_answer`` (Table 4's direct RL:
++1 correct, -0.5 wrong, -1 no answer) is the reward of a response within budget with no extractable
+answer (``answered`` False: :func:`longcot.grading.extract_answer` finds neither a ``\\boxed{}`` nor
+an answer phrase); None grades it as wrong.
 """
 
 from __future__ import annotations
@@ -52,12 +55,19 @@ def classic_reward_batch(
     wrong_reward: float = 0.0,
     exceed: Optional[float] = 0.0,
     margin: int = DEFAULT_MARGIN,
+    no_answer: Optional[float] = None,
+    answered=None,
 ) -> np.ndarray:
-    """Vectorised :func:`classic_reward` over broadcastable arrays; returns float64."""
+    """Vectorised :func:`classic_reward` over broadcastable arrays; returns float64. With ``no_answer``,
+    ``answered`` (whether each response has an extractable answer) is required."""
     if (gen_len is None) != (max_len is None):
         raise ValueError("give both gen_len and max_len, or neither")
     correct = np.asarray(correct, dtype=bool)
     value = np.where(correct, float(correct_reward), float(wrong_reward))
+    if no_answer is not None:
+        if answered is None:
+            raise ValueError("no_answer needs answered (whether each response has an extractable answer)")
+        value = np.where(np.asarray(answered, dtype=bool), value, float(no_answer))
     if exceed is None:
         return value
     if gen_len is None:

@@ -21,6 +21,7 @@ from longcot.rewards.common import DEFAULT_MARGIN
 
 REWARD_KINDS = ("classic", "cosine")
 CORRECTNESS_SOURCES = ("rule", "model")
+RULE_GRADERS = ("math_verify", "hendrycks")  # hendrycks: the official §4 score_fn (longcot/grading/hendrycks.py)
 REPETITION_VARIANTS = ("dense", "sequence")
 
 
@@ -36,11 +37,14 @@ def _check_choice(where: str, value: str, valid: tuple[str, ...]) -> None:
 
 @dataclass
 class ClassicConfig:
-    """Classic reward values (§4.1). ``exceed=None``: no exceed-length rule (graded as usual)."""
+    """Classic reward values (§4.1). ``exceed=None``: no exceed-length rule (graded as usual).
+    ``no_answer``: the reward of a response with no extractable answer (Table 4's direct RL: -1);
+    None: graded as wrong."""
 
     correct: float = 1.0
     wrong: float = 0.0
     exceed: Optional[float] = 0.0
+    no_answer: Optional[float] = None
 
 
 @dataclass
@@ -61,12 +65,15 @@ class RepetitionConfig:
     ``variant``: ``dense`` -- Algorithm 1 on token ids, one value per token (the paper's);
     ``sequence`` -- open-r1's ``(1 - unique/total) * penalty`` over word N-grams, one value at the
     last token (set ``ngram_size: 3`` and ``penalty: -1.0`` for open-r1's defaults).
+    ``gamma``: its own discount (official ``--gamma 1,0.99``: the channels are clipped one by one);
+    ``null``: one gamma for every channel, ``reward.gamma`` (official ``--gamma G`` with several reward
+    functions: ``reward_fn`` sums them and ``compute_reward`` clips the sum).
     """
 
     variant: str = "dense"
     ngram_size: int = 40
     penalty: float = -0.05
-    gamma: float = 0.99
+    gamma: Optional[float] = 0.99
 
     def __post_init__(self) -> None:
         self.validate()
@@ -77,7 +84,27 @@ class RepetitionConfig:
             raise ValueError(f"reward.repetition.ngram_size must be >= 1, got {self.ngram_size}")
         if self.penalty > 0:
             raise ValueError(f"reward.repetition.penalty must be <= 0, got {self.penalty}")
-        _check_gamma("reward.repetition.gamma", self.gamma)
+        if self.gamma is not None:
+            _check_gamma("reward.repetition.gamma", self.gamma)
+        return self
+
+
+@dataclass
+class OverlongConfig:
+    """DAPO's soft overlong punishment (:mod:`longcot.rewards.overlong`): 0 up to ``T - cache`` tokens,
+    then linearly down to ``-factor`` at the generation limit ``T`` (DAPO: L_cache 4096 of L_max 20480)."""
+
+    cache: int = 4096
+    factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> "OverlongConfig":
+        if self.cache < 1:
+            raise ValueError(f"reward.overlong.cache must be >= 1, got {self.cache}")
+        if self.factor < 0:
+            raise ValueError(f"reward.overlong.factor must be >= 0, got {self.factor}")
         return self
 
 
@@ -126,11 +153,13 @@ class RewardConfig:
     name: str = MISSING
     kind: str = "classic"  # classic | cosine
     correctness: str = "rule"  # rule | model
+    rule_grader: str = "math_verify"  # correctness=rule: math_verify (longcot.grading) | hendrycks (official §4 scripts)
     gamma: float = 1.0  # discount of the correctness channel (γ_c)
     margin: int = DEFAULT_MARGIN
     classic: ClassicConfig = field(default_factory=ClassicConfig)
     cosine: CosineConfig = field(default_factory=CosineConfig)
     repetition: Optional[RepetitionConfig] = None
+    overlong: Optional[OverlongConfig] = None  # DAPO soft overlong punishment channel
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
 
     def __post_init__(self) -> None:
@@ -139,11 +168,14 @@ class RewardConfig:
     def validate(self) -> "RewardConfig":
         _check_choice("reward.kind", self.kind, REWARD_KINDS)
         _check_choice("reward.correctness", self.correctness, CORRECTNESS_SOURCES)
+        _check_choice("reward.rule_grader", self.rule_grader, RULE_GRADERS)
         _check_gamma("reward.gamma", self.gamma)
         if self.margin < 0:
             raise ValueError(f"reward.margin must be >= 0, got {self.margin}")
         if self.repetition is not None:
             self.repetition.validate()
+        if self.overlong is not None:
+            self.overlong.validate()
         self.verifier.validate()
         return self
 

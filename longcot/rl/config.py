@@ -16,13 +16,15 @@ from typing import Optional
 
 from omegaconf import MISSING
 
+from longcot.rl.prompts import DistillPrompts
 from longcot.training.options import BACKENDS, PRECISIONS, ZERO_STAGES
 
-ALGORITHMS = ("ppo", "grpo", "dr_grpo", "reinforce_pp")
+ALGORITHMS = ("ppo", "grpo", "dr_grpo", "reinforce_pp", "dapo", "gspo")
 ADVANTAGES = ("gae", "reinforce", "group", "dr_group")
 KL_PLACEMENTS = ("reward", "loss")
 ROLLOUT_BACKENDS = ("hf", "vllm")
 VALUE_HEADS = ("shared", "per_channel")
+DYNAMIC_SAMPLING = ("accuracy", "reward")  # the per-response value whose group spread decides
 ATTN = ("auto", "sdpa", "eager", "flash_attention_2")
 
 
@@ -72,11 +74,28 @@ class AlgorithmConfig:
     max_grad_norm: float = 1.0
     warmup_ratio: float = 0.03  # OpenRLHF cosine_with_min_lr: warmup, then cosine to min_lr_ratio x lr
     min_lr_ratio: float = 0.1
-    truncated_eos: str = "replace"  # official: a truncated response's last token becomes EOS (see rl/experience.py)
+    # official: a response's last token becomes EOS unless it is, before the rewards (see rl/experience.py);
+    # truncated: only a truncated response's, after the rewards; keep: never
+    truncated_eos: str = "official"
     # gae only: "shared" = one scalar value head on the summed channel returns (official; several
     # channel gammas then need lam = 1) | "per_channel" = one value head per reward channel, each
     # channel's GAE with its own gamma and lam, advantages summed (goes beyond the official code)
     value_heads: str = "shared"
+
+    # --- the 2025 length-control knobs (DAPO, GSPO, TIS; see rl/losses.py, rl/dynamic_sampling.py). Their
+    # defaults leave the loop as it was; they enter a run's identity only when set (length_control_identity).
+    clip_ratio_low: Optional[float] = None  # DAPO clip-higher: eps_low (null: clip_ratio; verl actor.clip_ratio_low)
+    clip_ratio_high: Optional[float] = None  # eps_high (null: clip_ratio); DAPO 0.28, GSPO 4e-4
+    ratio_level: str = "token"  # token (PPO) | sequence (GSPO: the length-normalised sequence ratio)
+    # DAPO dynamic sampling: drop the groups whose accuracy (DAPO, verl filter_groups.metric=acc) or total
+    # reward (metric=seq_reward) is the same for every sample, and sample more prompts until the step has
+    # rollout_batch_size groups, in at most dynamic_sampling_max_rounds generation rounds (verl
+    # max_num_gen_batches); null: off
+    dynamic_sampling: Optional[str] = None
+    dynamic_sampling_max_rounds: int = 10
+    overlong_filter: bool = False  # DAPO overlong filtering: truncated responses get no loss (TRL mask_truncated_completions)
+    rollout_is: bool = False  # truncated importance sampling: loss x min(pi_old / pi_rollout, cap) per token
+    rollout_is_cap: float = 2.0  # verl rollout_is_threshold, TRL vllm_importance_sampling_cap
 
     def validate(self) -> "AlgorithmConfig":
         _choice("algorithm.name", self.name, ALGORITHMS)
@@ -89,6 +108,10 @@ class AlgorithmConfig:
         _choice("algorithm.loss_aggregation", self.loss_aggregation, LOSS_AGGREGATIONS)
         from longcot.rl.experience import TRUNCATED_EOS
 
+        if self.truncated_eos == "replace":
+            raise ValueError("algorithm.truncated_eos: 'replace' was split in two: official (every response not "
+                             "ending in EOS, before the rewards) or truncated (the former replace); valid: "
+                             + ", ".join(TRUNCATED_EOS))
         _choice("algorithm.truncated_eos", self.truncated_eos, TRUNCATED_EOS)
         _choice("algorithm.value_heads", self.value_heads, VALUE_HEADS)
         for key in ("rollout_batch_size", "samples_per_prompt", "train_batch_size", "micro_train_batch_size",
@@ -112,8 +135,25 @@ class AlgorithmConfig:
             raise ValueError("algorithm.critic_learning_rate must be set for advantage=gae (PPO trains a critic)")
         if not 0.0 <= self.lam <= 1.0:
             raise ValueError(f"algorithm.lam must be in [0, 1], got {self.lam}")
-        if self.learning_rate <= 0 or self.kl_coef < 0 or self.clip_ratio <= 0:
-            raise ValueError("algorithm.learning_rate and algorithm.clip_ratio must be > 0, algorithm.kl_coef >= 0")
+        for key in ("learning_rate", "clip_ratio"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"algorithm.{key} must be > 0, got {getattr(self, key)}")
+        for key in ("kl_coef", "weight_decay"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"algorithm.{key} must be >= 0, got {getattr(self, key)}")
+        from longcot.rl.losses import RATIO_LEVELS
+
+        _choice("algorithm.ratio_level", self.ratio_level, RATIO_LEVELS)
+        if self.dynamic_sampling is not None:
+            _choice("algorithm.dynamic_sampling", self.dynamic_sampling, DYNAMIC_SAMPLING)
+        if self.dynamic_sampling_max_rounds < 1:
+            raise ValueError(f"algorithm.dynamic_sampling_max_rounds must be >= 1, got {self.dynamic_sampling_max_rounds}")
+        if self.clip_ratio_low is not None and not 0.0 < self.clip_ratio_low < 1.0:
+            raise ValueError(f"algorithm.clip_ratio_low must be in (0, 1) or null, got {self.clip_ratio_low}")
+        if self.clip_ratio_high is not None and self.clip_ratio_high <= 0:
+            raise ValueError(f"algorithm.clip_ratio_high must be > 0 or null, got {self.clip_ratio_high}")
+        if self.rollout_is_cap <= 0:
+            raise ValueError(f"algorithm.rollout_is_cap must be > 0, got {self.rollout_is_cap}")
         if len(self.adam_betas) != 2:
             raise ValueError(f"algorithm.adam_betas must have 2 values, got {list(self.adam_betas)}")
         return self
@@ -121,6 +161,36 @@ class AlgorithmConfig:
     @property
     def uses_critic(self) -> bool:
         return self.advantage == "gae"
+
+    @property
+    def eps_low(self) -> float:
+        return self.clip_ratio if self.clip_ratio_low is None else self.clip_ratio_low
+
+    @property
+    def eps_high(self) -> float:
+        return self.clip_ratio if self.clip_ratio_high is None else self.clip_ratio_high
+
+
+# knob -> the value that leaves the loop as before (then not part of a run's identity)
+LENGTH_CONTROL_NEUTRAL = {"clip_ratio_low": None, "clip_ratio_high": None, "ratio_level": "token",
+                          "dynamic_sampling": None, "dynamic_sampling_max_rounds": 10, "overlong_filter": False,
+                          "rollout_is": False, "rollout_is_cap": 2.0}
+
+
+def length_control_identity(algorithm: AlgorithmConfig) -> dict:
+    """The algorithm's fields for a run's identity: the length-control knobs only where they change
+    the output (a clip bound equal to ``clip_ratio``, the rounds cap without dynamic sampling or the
+    TIS cap without TIS change nothing), so runs from before the knobs keep their identities."""
+    out = dict(vars(algorithm))
+    drop = {k for k, v in LENGTH_CONTROL_NEUTRAL.items() if out.get(k) == v}
+    for key in ("clip_ratio_low", "clip_ratio_high"):
+        if out[key] is not None and out[key] == algorithm.clip_ratio:
+            drop.add(key)
+    if algorithm.dynamic_sampling is None:
+        drop.add("dynamic_sampling_max_rounds")
+    if not algorithm.rollout_is:
+        drop.add("rollout_is_cap")
+    return {k: v for k, v in out.items() if k not in drop}
 
 
 @dataclass
@@ -144,6 +214,10 @@ class RLConfig:
     # (the LM head applied per chunk, recomputed in backward): a 14k-token response never holds its
     # full (tokens x vocab) fp32 logits. null: the whole response at once.
     logits_chunk_tokens: Optional[int] = None
+    # The RL prompts: the `data` group while rl.prompts.teacher is empty; else a silver distill run
+    # (Table 3: extracted answers as the references, filter all | agreed; longcot/rl/prompts.py).
+    # `data.limit` takes the first prompts.
+    prompts: DistillPrompts = field(default_factory=DistillPrompts)
     seed: int = 0
     device: str = "auto"  # auto: cuda:<local rank> when CUDA is available, else cpu | cpu | cuda
 
@@ -157,6 +231,7 @@ class RLConfig:
 
     def validate(self) -> "RLConfig":
         _choice("rl.rollout_backend", self.rollout_backend, ROLLOUT_BACKENDS)
+        self.prompts.validate()
         _choice("rl.backend", self.backend, BACKENDS)
         _choice("rl.precision", self.precision, PRECISIONS)
         _choice("rl.attn_implementation", self.attn_implementation, ATTN)

@@ -6,13 +6,19 @@ position ``P + t - 1`` -- so the log-prob of action ``t`` is read from the logit
 and its value (the state before it) from the critic's output at ``P + t - 1`` (official
 ``Actor.forward`` / ``CriticModel.forward``: ``[:, :-1]`` then the last ``num_actions``).
 
-Truncated responses (``finish_reason == "length"``): the official code makes their last token EOS
-before computing log-probs, values and advantages (``RemoteExperienceMaker._generate_vllm``:
-``if output_ids[output_len - 1] != eos_token_id: output_ids[min(output_len, len(output_ids) - 1)] =
-eos_token_id`` -- a length-truncated response is always the longest of its micro batch, so its last
-token is *replaced*), then ``Actor.process_sequences`` builds the masks. ``truncated_eos="replace"``
-(default) does the same; ``"keep"`` trains on the sampled last token instead. The reward still sees
-the response as generated (its length is unchanged either way).
+The last token (``algorithm.truncated_eos``). The official code makes the last token of every
+response that does not end in the tokenizer's EOS the EOS *before* anything is computed from it
+(``RemoteExperienceMaker._generate_vllm``: ``if output_ids[output_len - 1] != eos_token_id:
+output_ids[min(output_len, len(output_ids) - 1)] = eos_token_id``; with the paper's
+``--micro_rollout_batch_size 1`` every response is the longest of its micro batch, so that token is
+*replaced*): a response cut at the length limit, and one that stopped on another stop id (a
+generation config listing several EOS ids). The rewards (``output_ids`` for the dense repetition
+penalty, the decoded text for the grader), log-probs, values and advantages all see the replaced
+token, and ``Actor.process_sequences`` builds the masks. ``"official"`` (default) does exactly this
+(:func:`last_token_eos`); ``"truncated"`` replaces only a truncated response's last token and only
+in the rollout tensors -- the rewards see the sampled tokens, other stop ids are trained as sampled
+(the behaviour before this matched the official code); ``"keep"`` never replaces. The response
+length (for the cosine/classic rewards) is unchanged in every mode.
 
 Memory of the log-probs: the logits of one response are ``R x vocab`` (14,336 x 152k fp32 = 8.7 GB
 in the paper's setting), kept for backward. ``chunk_tokens=k`` (``rl.logits_chunk_tokens``) runs
@@ -37,7 +43,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-TRUNCATED_EOS = ("replace", "keep")
+TRUNCATED_EOS = ("official", "truncated", "keep")
 
 
 @dataclass
@@ -82,6 +88,20 @@ class Rollout:
         )
 
 
+def last_token_eos(token_ids: Sequence[int], truncated: bool, eos_id: int, mode: str, *,
+                   for_reward: bool = False) -> tuple[int, ...]:
+    """The response tokens the rewards (``for_reward``) or the rollout tensors see under ``mode``
+    (``algorithm.truncated_eos``, see the module doc): ``"official"`` makes the last token EOS
+    whenever it is not; ``"truncated"`` does so for a truncated response, in the rollout only."""
+    if mode not in TRUNCATED_EOS:
+        raise ValueError(f"truncated_eos: unknown value {mode!r}; valid: {', '.join(TRUNCATED_EOS)}")
+    ids = tuple(int(t) for t in token_ids)
+    if not ids:
+        return ids
+    replace = (mode == "official" and ids[-1] != eos_id) or (mode == "truncated" and truncated and not for_reward)
+    return ids[:-1] + (int(eos_id),) if replace else ids
+
+
 def build_rollout(
     prompt_ids: Sequence[Sequence[int]],
     response_ids: Sequence[Sequence[int]],
@@ -89,7 +109,7 @@ def build_rollout(
     *,
     eos_id: int,
     pad_id: int,
-    truncated_eos: str = "replace",
+    truncated_eos: str = "official",
 ) -> Rollout:
     """Pad prompts (left) and responses (right) into one batch; see the module doc for truncation."""
     if truncated_eos not in TRUNCATED_EOS:
@@ -105,9 +125,7 @@ def build_rollout(
     attn = torch.zeros((b, p + r), dtype=torch.long)
     amask = torch.zeros((b, r), dtype=torch.float32)
     for i, (pr, resp, trunc) in enumerate(zip(prompt_ids, response_ids, truncated)):
-        resp = list(resp)
-        if trunc and truncated_eos == "replace":
-            resp[-1] = eos_id
+        resp = list(last_token_eos(resp, trunc, eos_id, truncated_eos))
         seq[i, p - len(pr) : p] = torch.as_tensor(list(pr), dtype=torch.long)
         seq[i, p : p + len(resp)] = torch.as_tensor(resp, dtype=torch.long)
         attn[i, p - len(pr) : p + len(resp)] = 1

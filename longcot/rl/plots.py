@@ -11,7 +11,19 @@ from longcot.runs import atomic_path
 
 
 def plot_rl_progress(records: Sequence[dict[str, Any]], path: Path, *, title: str = "RL") -> Path:
-    """Three panels over steps: lengths, accuracy/reward, reflection keywords (atomic PNG)."""
+    """Write :func:`rl_progress_figure` as a PNG (atomically)."""
+    import matplotlib.pyplot as plt
+
+    fig = rl_progress_figure(records, title)
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def rl_progress_figure(records: Sequence[dict[str, Any]], title: str = "RL") -> Any:
+    """Three panels over steps: lengths, accuracy/truncation with the reward on a second axis (one
+    legend for both), reflection keywords."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,11 +46,22 @@ def plot_rl_progress(records: Sequence[dict[str, Any]], path: Path, *, title: st
     ax_kw.set_title("reflection keywords per response")
     for ax in (ax_len, ax_acc, ax_kw):
         ax.set_xlabel("RL step")
+    for ax in (ax_len, ax_kw):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.suptitle(title)
+    middle = [ax for ax in fig.axes if ax not in (ax_len, ax_kw)]  # accuracy and its reward twin: one legend
+    handles = [h for ax in middle for h in ax.get_legend_handles_labels()[0]]
+    if handles:
+        middle[-1].legend(handles, [h.get_label() for h in handles], fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return fig
+
+
+def progress_title(algorithm: str, reward: str, model: Any, problems: Sequence[Any]) -> str:
+    """The figure's title: algorithm and reward, the policy (its starting checkpoint: the training run
+    whose ``final/`` it is, else untrained) and the training prompts."""
+    path = Path(str(model.path))
+    start = f"from {path.parents[1].name}" if path.parent.name == "final" else "untrained start"
+    kinds = ", ".join(dict.fromkeys(p.kind for p in problems)) or "no"
+    return f"{algorithm} / {reward}: policy {model.name} ({start}); {len(problems)} {kinds} training prompts"

@@ -8,9 +8,11 @@ One step (official ``PPOTrainer.fit`` / ``make_experience_list`` / ``ppo_train``
    weights are re-pushed after every update and after a resume); sample ``i`` of a prompt is seeded
    by (``rl.seed``, step, problem id, i), so a rerun draws the same rollouts;
 2. **reward**: correctness (rule grader or the model verifier), the reward config's channels
-   (:func:`longcot.rewards.channels.compute_channel_rewards`; cosine ``T`` = ``max_new_tokens``);
+   (:func:`longcot.rl.scoring.score_responses`; cosine ``T`` = ``max_new_tokens``), computed from the
+   response after its last token was made EOS (``algorithm.truncated_eos=official``, as the official code);
 3. **experience**: actor and frozen-reference log-probs, critic values (PPO), the per-token KL;
-   rewards clipped, KL split among channels (``kl_in: reward``), per-channel discounted returns,
+   rewards clipped (their sum, with one gamma for several channels), KL split among channels
+   (``kl_in: reward``), per-channel discounted returns,
    advantages by ``algorithm.advantage`` (see :mod:`longcot.rl.advantages`), whitened if set;
 4. **update**: ``epochs`` passes in optimizer steps of ``train_batch_size`` responses (micro batches
    of ``micro_train_batch_size``), clipped policy loss (+ KL loss for GRPO, - entropy bonus if set),
@@ -27,6 +29,17 @@ optimizer step (tested). Under ZeRO-3 every forward of the actor is a collective
 step all ranks together (``synced_gpus``) until every rank's sequences are done; colocated vLLM runs one engine per rank (vLLM's ``external_launcher``,
 see :func:`longcot.generation.vllm.colocated_settings`), all reloading the weights rank 0 exported.
 The frozen reference is a full copy per rank (bf16 under bf16).
+
+**The 2025 length-control knobs** are config choices on this same loop (``AlgorithmConfig``; refused
+at plan time where they make no sense, :func:`check_length_control`): clip-higher
+(``clip_ratio_low/high``), the token-level loss over the whole optimizer step
+(``loss_aggregation=token_mean``), GSPO's sequence ratio (``ratio_level=sequence``), truncated
+importance sampling against the rollout engine's own log-probs (``rollout_is``, HF or vLLM;
+:mod:`longcot.rl.losses`), DAPO's dynamic sampling (``dynamic_sampling``: extra generation rounds until
+every group has a reward spread, :mod:`longcot.rl.dynamic_sampling`; ``responses_generated`` vs
+``responses_trained`` logged), overlong filtering (``overlong_filter``: truncated responses out of
+the policy loss, the critic still fits them) and the soft overlong punishment (a reward channel,
+``reward.overlong``). Presets: ``algorithm=dapo`` (+ ``reward=dapo``), ``algorithm=gspo``.
 
 Per step, one ``metrics.jsonl`` record (and the tracker): reward per channel, accuracy, response
 length mean/max, truncation ratio, KL, entropy, policy/value loss, clip fraction, reflection keywords,
@@ -119,13 +132,17 @@ def check_settings(algorithm: AlgorithmConfig, rl: RLConfig, reward: Any) -> Any
     """Every RL setting checked together (the rl stage's plan calls this before anything runs);
     returns the typed reward config. PPO with reward channels of different gammas needs lambda = 1,
     as the official multi-gamma code asserts."""
-    from longcot.rewards.channels import reward_channels
+    from longcot.rewards.channels import reward_channels, single_gamma
     from longcot.rewards.config import to_reward_config
 
     algorithm.validate()
     rl.validate()
     reward_cfg = to_reward_config(reward)
     gammas = [c.gamma for c in reward_channels(reward_cfg)]
+    if algorithm.value_heads == "per_channel" and single_gamma(reward_cfg):
+        raise ValueError(f"algorithm.value_heads=per_channel: reward {reward_cfg.name!r} gives one gamma for all its "
+                         "channels (reward.repetition.gamma=null: summed, then clipped, one reward stream); "
+                         "give reward.repetition.gamma a value or set algorithm.value_heads=shared")
     if algorithm.value_heads == "per_channel" and algorithm.advantage != "gae":
         raise ValueError(f"algorithm.value_heads=per_channel: only PPO (advantage=gae) has a critic; "
                          f"algorithm {algorithm.name!r} uses advantage={algorithm.advantage!r} (set value_heads=shared)")
@@ -136,7 +153,44 @@ def check_settings(algorithm: AlgorithmConfig, rl: RLConfig, reward: Any) -> Any
             f"{gammas}; PPO with one value head and several gammas needs algorithm.lam=1 (as the official code "
             "asserts), or algorithm.value_heads=per_channel (one value head per channel, each its own GAE)"
         )
+    check_length_control(algorithm, reward_cfg)
     return reward_cfg
+
+
+def length_control_notes(algorithm: AlgorithmConfig, rl: RLConfig) -> tuple[str, ...]:
+    """Plan notes: knob settings that change nothing as configured (never silently ignored)."""
+    out = []
+    if algorithm.dynamic_sampling is None and algorithm.dynamic_sampling_max_rounds != 10:
+        out.append(f"algorithm.dynamic_sampling_max_rounds={algorithm.dynamic_sampling_max_rounds}: not used "
+                   "without algorithm.dynamic_sampling")
+    if not algorithm.rollout_is and algorithm.rollout_is_cap != 2.0:
+        out.append(f"algorithm.rollout_is_cap={algorithm.rollout_is_cap}: not used without algorithm.rollout_is=true")
+    if algorithm.rollout_is and rl.rollout_backend == "hf":
+        out.append("algorithm.rollout_is=true with rl.rollout_backend=hf: the rollouts come from the trained model "
+                   "itself, so the weights stay ~1 (TIS corrects an inference engine's mismatch: rl.rollout_backend=vllm)")
+    return tuple(out)
+
+
+def check_length_control(algorithm: AlgorithmConfig, reward_cfg: Any) -> None:
+    """The combinations of the 2025 knobs (DAPO, GSPO, TIS) that make no sense, refused at plan time."""
+    if algorithm.dynamic_sampling is not None and algorithm.advantage not in ("group", "dr_group"):
+        raise ValueError(
+            f"algorithm.dynamic_sampling={algorithm.dynamic_sampling}: dropping groups whose samples score alike "
+            f"removes zero-advantage prompts only for group baselines (advantage=group or dr_group); "
+            f"advantage={algorithm.advantage!r} gives those responses non-zero advantages (set "
+            "algorithm.dynamic_sampling=null or use algorithm=grpo/dr_grpo/dapo)")
+    if algorithm.ratio_level == "sequence" and algorithm.loss_aggregation != "seq_mean_token_mean":
+        raise ValueError(
+            f"algorithm.ratio_level=sequence (GSPO) with algorithm.loss_aggregation={algorithm.loss_aggregation}: "
+            "a sequence-level ratio is a per-response objective, and a token sum weights each response by its "
+            "length (verl's GSPO loss always aggregates seq_mean_token_mean; TRL warns); set "
+            "algorithm.loss_aggregation=seq_mean_token_mean")
+    ov = getattr(reward_cfg, "overlong", None)
+    if ov is not None and ov.cache >= algorithm.max_new_tokens:
+        raise ValueError(
+            f"reward.overlong.cache={ov.cache} must be below the generation limit "
+            f"algorithm.max_new_tokens={algorithm.max_new_tokens} (after the scale's caps; the penalty ramps over "
+            "the last cache tokens before it; DAPO: 4096 of 20480): lower reward.overlong.cache")
 
 
 def train(
@@ -168,13 +222,15 @@ def train(
     from longcot.generation.base import SamplingParams, prompt_seed
     from longcot.generation.hf import HFGenerator, encode_prompt
     from longcot.models.loading import load_config, load_model_and_tokenizer, resolve_model_path
-    from longcot.rewards.channels import ScoredSample, compute_channel_rewards, reward_channels
+    from longcot.rewards.channels import reward_channels, single_gamma
     from longcot.rl.advantages import gae_advantages, group_advantages, per_channel_gae, reinforce_returns, whiten
     from longcot.rl.experience import action_logprobs, batched_logprobs, batched_values, build_rollout
     from longcot.rl.kl import approx_kl
-    from longcot.rl.losses import masked_mean, policy_loss, value_loss
-    from longcot.rl.plots import plot_rl_progress
+    from longcot.rl.dynamic_sampling import extra_round_problems, group_keep, select_groups
+    from longcot.rl.losses import masked_mean, pack_rollout_logprobs, policy_loss, tis_weights, value_loss
+    from longcot.rl.plots import plot_rl_progress, progress_title
     from longcot.rl.returns import pack_channel_rewards, token_rewards
+    from longcot.rl.scoring import score_responses
     from longcot.rl.value_head import Critic, rollout_values
     from longcot.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from longcot.training.attention import resolve_attn
@@ -186,7 +242,8 @@ def train(
     run_dir = Path(run_dir)
     reward_cfg = check_settings(algorithm, rl, reward)
     channels = reward_channels(reward_cfg)
-    gammas = [c.gamma for c in channels]
+    summed = single_gamma(reward_cfg)  # one gamma: channels summed, then clipped (official reward_fn)
+    gammas = [channels[0].gamma] if summed else [c.gamma for c in channels]
     per_channel = algorithm.value_heads == "per_channel"
     if reward_cfg.correctness == "model" and judge is None:
         raise ValueError(f"reward {reward_cfg.name!r} takes correctness from the model verifier; pass judge=<its Generator>")
@@ -194,7 +251,7 @@ def train(
         raise ValueError("rl.rollout_backend=vllm needs vllm_factory (builds the colocated vLLM generator)")
     final_dir = run_dir / FINAL / "actor"
     metrics = MetricsLog(run_dir / METRICS, tracker, enabled=detect().is_main)
-    dist = init_distributed()
+    dist = init_distributed(shared_dir=run_dir)  # every node must see the run directory
     if broadcast_from_main(is_finished(run_dir)):  # rank 0 decides for the job
         recs = metrics.records()
         return RLResult(run_dir, final_dir, int(recs[-1]["step"]) if recs else 0, recs)
@@ -280,6 +337,10 @@ def train(
         # ZeRO-3 partitions the actor: every forward is a collective, so ranks step generation together
         zero3 = actor.deepspeed_engine is not None and rl.zero_stage == 3 and dist.distributed
         generator = HFGenerator(actor.module, tokenizer, batch_size=rl.generate_batch_size, synced_gpus=zero3)
+    if algorithm.rollout_is:  # TIS: the engine returns its own log-prob of every sampled token
+        if not hasattr(generator, "return_logprobs"):
+            raise ValueError(f"algorithm.rollout_is: generation backend {type(generator).__name__} returns no log-probs")
+        generator.return_logprobs = True
 
     params = SamplingParams(
         temperature=algorithm.temperature, top_p=algorithm.top_p, max_new_tokens=algorithm.max_new_tokens,
@@ -294,25 +355,60 @@ def train(
         batch = step_problems(problems, step, per_episode, algorithm.rollout_batch_size, rl.seed)
         batch = batch[dist.rank * share : (dist.rank + 1) * share]
 
-        # 1. rollout
-        t0 = time.perf_counter()
+        # 1.-2. rollout and reward; with dynamic sampling (rl/dynamic_sampling.py) more rounds of
+        # prompts until every group of the step has a spread of rewards (the same rounds on every rank)
+        time_generate = time_reward = 0.0
         actor.module.eval()
-        seeds = [prompt_seed(rl.seed, f"{step}:{p.id}") for p in batch]
-        outs = generator.generate([prompt_of[p.id][0] for p in batch], params, seeds=seeds, progress=False)
-        comps = [c for row in outs for c in row]
-        rows_problem = [p for p in batch for _ in range(group)]
-        if len(comps) != len(rows_problem):
-            raise RuntimeError(f"generator returned {len(comps)} completions for {len(rows_problem)} requests")
-        time_generate = time.perf_counter() - t0
-
-        # 2. reward
-        t0 = time.perf_counter()
-        texts = [c.text for c in comps]
-        correct = _correctness(reward_cfg, rows_problem, texts, judge)
-        samples = [ScoredSample(c.token_ids, ok, algorithm.max_new_tokens, c.truncated, c.text)
-                   for c, ok in zip(comps, correct)]
-        chan = compute_channel_rewards(reward_cfg, samples)
-        time_reward = time.perf_counter() - t0
+        rounds: list[tuple[list[Any], list[Any], Any]] = []  # (completions, their problems, scored) per round
+        keep_rounds: list[list[bool]] = []
+        while True:
+            r = len(rounds)
+            round_batch, tag = batch, f"{step}"
+            if r:
+                round_batch = extra_round_problems(problems, step, r, algorithm.rollout_batch_size, rl.seed)
+                round_batch, tag = round_batch[dist.rank * share : (dist.rank + 1) * share], f"{step}:round{r}"
+            t0 = time.perf_counter()
+            seeds = [prompt_seed(rl.seed, f"{tag}:{p.id}") for p in round_batch]
+            outs = generator.generate([prompt_of[p.id][0] for p in round_batch], params, seeds=seeds, progress=False)
+            comps = [c for row in outs for c in row]
+            rows_problem = [p for p in round_batch for _ in range(group)]
+            if len(comps) != len(rows_problem):
+                raise RuntimeError(f"generator returned {len(comps)} completions for {len(rows_problem)} requests")
+            time_generate += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            # rewards from the tokens the experience sees (last token EOS first: rl/scoring.py)
+            scored = score_responses(
+                reward_cfg, comps, lambda texts, rp=rows_problem: _correctness(reward_cfg, rp, texts, judge),
+                eos_id=eos_id, max_len=algorithm.max_new_tokens, truncated_eos=algorithm.truncated_eos,
+                decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+            time_reward += time.perf_counter() - t0
+            rounds.append((comps, rows_problem, scored))
+            if algorithm.dynamic_sampling is None:
+                break
+            value = ([float(x) for x in scored.correct] if algorithm.dynamic_sampling == "accuracy" else
+                     [sum(float(scored.channels[c.name][i].sum()) for c in channels) for i in range(len(comps))])
+            keep_rounds.append(group_keep(value, group))
+            (short,) = all_reduce_sum([float(max(0, share - sum(sum(k) for k in keep_rounds)))])
+            if short == 0 or len(rounds) >= algorithm.dynamic_sampling_max_rounds:
+                break
+        generated = [c for rd in rounds for c in rd[0]]
+        ds_filled = 0.0
+        if algorithm.dynamic_sampling is None:
+            comps, rows_problem, scored = rounds[0]
+            correct, chan = scored.correct, scored.channels
+        else:
+            chosen, filled = select_groups(keep_rounds, share)
+            (ds_filled,) = all_reduce_sum([float(filled)])
+            if ds_filled and dist.is_main:
+                log.warning("step %d: dynamic sampling kept too few groups in algorithm.dynamic_sampling_max_rounds=%d "
+                            "rounds; %d zero-advantage groups fill the step", step + 1,
+                            algorithm.dynamic_sampling_max_rounds, int(ds_filled))
+            rows = [(rd, g * group + j) for rd, g in chosen for j in range(group)]
+            comps = [rounds[rd][0][i] for rd, i in rows]
+            rows_problem = [rounds[rd][1][i] for rd, i in rows]
+            correct = [rounds[rd][2].correct[i] for rd, i in rows]
+            chan = {c.name: [rounds[rd][2].channels[c.name][i] for rd, i in rows] for c in channels}
+        texts = [c.text for c in comps]  # as sampled (reflection keywords)
 
         # 3. experience
         t0 = time.perf_counter()
@@ -320,6 +416,10 @@ def train(
                            [c.truncated for c in comps], eos_id=eos_id, pad_id=pad_id,
                            truncated_eos=algorithm.truncated_eos).to(device)
         mask = ro.action_mask
+        # the tokens the policy loss sees: overlong filtering takes the truncated responses out of it
+        loss_mask = mask
+        if algorithm.overlong_filter:
+            loss_mask = mask * torch.tensor([0.0 if c.truncated else 1.0 for c in comps], device=device).unsqueeze(-1)
         chunk = rl.logits_chunk_tokens
         # through the engines: the same precision (autocast / DeepSpeed bf16) as the update's forward
         old_logp = batched_logprobs(actor.module, ro, rl.forward_batch_size, chunk_tokens=chunk, forward=actor)
@@ -328,7 +428,7 @@ def train(
         kl = approx_kl(old_logp, ref_logp, mask, algorithm.kl_estimator)
         chan_t = pack_channel_rewards(chan, channels, ro.lengths, ro.width).to(device)
         tok_r = token_rewards(chan_t, mask, kl=kl if algorithm.kl_in == "reward" else None,
-                              kl_coef=algorithm.kl_coef, clip=algorithm.reward_clip)
+                              kl_coef=algorithm.kl_coef, clip=algorithm.reward_clip, sum_channels=summed)
         returns: Optional[torch.Tensor] = None
         if algorithm.advantage == "gae" and per_channel:  # values (B, T, C): one head per channel
             adv, returns = per_channel_gae(values, tok_r, mask, gammas, algorithm.lam)
@@ -343,6 +443,11 @@ def train(
                                        eps=algorithm.group_eps)
         if algorithm.whiten_advantages:
             adv = whiten(adv, mask)
+        is_w: Optional[torch.Tensor] = None
+        if algorithm.rollout_is:  # TIS: the rollout engine's own log-probs vs the trainer's
+            rollout_logp = pack_rollout_logprobs([c.logprobs for c in comps], [tuple(c.token_ids) for c in comps],
+                                                 ro.response_ids, old_logp)
+            is_w = tis_weights(old_logp, rollout_logp, algorithm.rollout_is_cap)
         time_experience = time.perf_counter() - t0
 
         # 4. update: epochs x optimizer steps of train_batch_size responses (tb_local on this rank)
@@ -356,24 +461,29 @@ def train(
             critic.module.train()
         micro = algorithm.micro_train_batch_size
         tb = algorithm.train_batch_size
+        token_level, step_tokens = algorithm.loss_aggregation == "token_mean", 0.0
         for epoch in range(algorithm.epochs):
             g = torch.Generator().manual_seed(_seed_of(rl.seed, "shuffle", step, epoch, *([dist.rank] if dist.rank else [])))
             order = torch.randperm(n_local, generator=g)
             for u in range(updates_per_epoch):
                 idx_batch = order[u * tb_local : (u + 1) * tb_local]
                 chunks = [idx_batch[s : s + micro] for s in range(0, tb_local, micro)]
+                if token_level:  # DAPO's token-level loss: over every loss token of the optimizer step, all ranks
+                    (step_tokens,) = all_reduce_sum([float(loss_mask[idx_batch].sum())])
                 for k, idx in enumerate(chunks):
                     sub = ro.rows(idx)
                     w = sub.width
-                    m = sub.action_mask
+                    m = loss_mask[idx, :w]
                     # this micro-batch's share of the global optimizer step (x world size: ranks are averaged)
                     scale = len(idx) / tb * actor.loss_scale()
                     with actor.micro_batch(last=k == len(chunks) - 1):
                         logp, ent = action_logprobs(actor.module, sub, with_entropy=True, forward=actor,
                                                     chunk_tokens=chunk)
                         loss, clip_frac = policy_loss(
-                            logp, old_logp[idx, :w], adv[idx, :w], m, algorithm.clip_ratio,
-                            aggregation=algorithm.loss_aggregation, norm=algorithm.max_new_tokens,
+                            logp, old_logp[idx, :w], adv[idx, :w], m, algorithm.eps_low, clip_high=algorithm.eps_high,
+                            aggregation=algorithm.loss_aggregation, ratio_level=algorithm.ratio_level,
+                            norm=step_tokens * len(idx) / tb if token_level else algorithm.max_new_tokens,
+                            is_weights=None if is_w is None else is_w[idx, :w],
                         )
                         stats["policy_loss"].append(float(loss.detach()))
                         if algorithm.kl_in == "loss" and algorithm.kl_coef > 0:
@@ -430,6 +540,20 @@ def train(
         record["response_length_max"] = max(lengths)
         record["truncation_ratio"] = sum(x for r in per_response for x in r["truncated"]) / n_all
         record["kl"] = _global_mean(approx_kl(old_logp, ref_logp, mask, "k1"), mask)
+        # what was generated vs trained (dynamic sampling generates more than it trains)
+        n_gen, gen_correct, gen_tokens = all_reduce_sum([float(len(generated)), float(sum(
+            bool(x) for rd in rounds for x in rd[2].correct)), float(sum(c.num_tokens for c in generated))])
+        record["responses_generated"] = n_gen
+        record["responses_trained"] = float(n_all)
+        if algorithm.dynamic_sampling is not None:
+            record["sampling_rounds"] = len(rounds)
+            record["ds_filled_groups"] = ds_filled
+            record["generated/accuracy"] = gen_correct / max(n_gen, 1.0)
+            record["generated/response_length_mean"] = gen_tokens / max(n_gen, 1.0)
+        if is_w is not None:
+            record["rollout_is_mean"] = _global_mean(is_w, mask)
+            record["rollout_is_capped_frac"] = _global_mean((is_w >= algorithm.rollout_is_cap).float(), mask)
+            record["rollout_kl"] = _global_mean(rollout_logp - old_logp, mask)  # k1 of rollout vs trainer (OpenRLHF vllm_kl)
         record["advantage_mean"] = _global_mean(adv, mask)
         for k, vals in stats.items():
             total, count = all_reduce_sum([sum(vals), float(len(vals))])
@@ -461,14 +585,15 @@ def train(
                             state={"episode": (step + 1) // per_episode, "offset": (step + 1) % per_episode,
                                    "algorithm": algorithm.name})
             if dist.is_main:
-                plot_rl_progress(metrics.records(), run_dir / PLOT, title=f"{algorithm.name} / {reward_cfg.name}")
+                plot_rl_progress(metrics.records(), run_dir / PLOT,
+                                 title=progress_title(algorithm.name, reward_cfg.name, model, problems))
     bar.close()
 
     save_checkpoint(run_dir, {"actor": actor}, step=total_steps, tokenizers={"actor": tokenizer}, tag=FINAL,
                     training_state=False)
     records = metrics.records()
     if dist.is_main:
-        plot_rl_progress(records, run_dir / PLOT, title=f"{algorithm.name} / {reward_cfg.name}")
+        plot_rl_progress(records, run_dir / PLOT, title=progress_title(algorithm.name, reward_cfg.name, model, problems))
     return RLResult(run_dir, final_dir, total_steps, records, resumed)
 
 
@@ -512,7 +637,12 @@ def _global_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 def _correctness(reward_cfg: Any, problems: Sequence["Problem"], texts: Sequence[str], judge: Any) -> list[bool]:
-    """Rule grader by problem kind, or the model verifier (one batched judge call)."""
+    """Rule grader by problem kind (or the official §4 hendrycks grader), or the model verifier (one
+    batched judge call)."""
+    if reward_cfg.correctness == "rule" and reward_cfg.rule_grader == "hendrycks":
+        from longcot.grading.hendrycks import hendrycks_equal
+
+        return [hendrycks_equal(t, p.answer) for p, t in zip(problems, texts)]
     if reward_cfg.correctness == "rule":
         from longcot.grading.by_kind import grade_batch
 

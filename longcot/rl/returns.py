@@ -11,6 +11,10 @@ tensor over response tokens. The official recipe, reproduced here:
 3. each channel is discounted with its own gamma and the channels' returns are summed
    (``--gamma 1,0.99``: returns per channel, then ``sum(dim=-1)``).
 
+With one gamma for several channels (``reward.repetition.gamma: null``, official ``--gamma G`` with
+several reward functions) the official ``reward_fn`` sums the channels first, so step 1 clips the
+**sum** and the KL is added to it whole (``sum_channels=True``: one ``(B, T, 1)`` channel).
+
 Everything is multiplied by the action mask, so right padding carries no reward.
 """
 
@@ -57,15 +61,19 @@ def token_rewards(
     kl: Optional[torch.Tensor] = None,
     kl_coef: float = 0.0,
     clip: Optional[float] = 10.0,
+    sum_channels: bool = False,
 ) -> torch.Tensor:
     """Clipped channel rewards plus an equal share of the KL penalty per channel, masked: ``(B, T, C)``.
 
     ``channel_rewards``: ``(B, T, C)``; ``kl``: ``(B, T)`` per-token KL estimate (or None: no
-    penalty, e.g. GRPO puts the KL in the loss); ``clip``: rewards are clamped to ``[-clip, clip]``.
+    penalty, e.g. GRPO puts the KL in the loss); ``clip``: rewards are clamped to ``[-clip, clip]``;
+    ``sum_channels``: the channels are summed first and the sum clipped (one gamma): ``(B, T, 1)``.
     """
     if channel_rewards.dim() != 3:
         raise ValueError(f"channel_rewards must be (batch, tokens, channels), got shape {tuple(channel_rewards.shape)}")
     r = channel_rewards.float()
+    if sum_channels:
+        r = r.sum(dim=-1, keepdim=True)
     if clip is not None:
         if clip <= 0:
             raise ValueError(f"algorithm.reward_clip must be > 0, got {clip}")

@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from longcot.sft.mix import MIX_UNITS, MixComponent
 from longcot.training.options import BACKENDS, PRECISIONS, ZERO_STAGES
 
-SOURCES = ("distill", "dataset")
+SOURCES = ("distill", "dataset", "mix")
 OVERLONG = ("drop", "truncate")
 ATTN = ("auto", "sdpa_varlen", "sdpa", "eager", "flash_attention_2")
 
@@ -27,13 +28,17 @@ class SFTConfig:
     """SFT data selection and training hyperparameters (see longcot/sft/recipe.py)."""
 
     # Where the training data comes from: "distill" (a distill run planned from this config with
-    # model=<teacher>) or "dataset" (a local file / hub dataset id in `dataset`).
+    # model=<teacher>), "dataset" (a local file / hub dataset id in `dataset`) or "mix" (several
+    # distill subsets by weight: `mix`, `mix_unit`, `mix_size`; longcot/sft/mix.py).
     source: str = "distill"
     teacher: Optional[str] = None  # model config name of the distill upstream (source=distill)
     # generation option (conf/generation) the distill upstream ran with; None: this run's generation
     teacher_generation: Optional[str] = None
     subset: str = "n32"  # a distill selection: "n<N>" or "n<N>/budget-<tokens>"
     dataset: Optional[str] = None  # source=dataset: local .jsonl/.json/.parquet or hub id
+    mix: list[MixComponent] = field(default_factory=list)  # source=mix: the components and their weights
+    mix_unit: str = "sample"  # the weights are shares of the samples (sample) or of the SFT tokens (token)
+    mix_size: Optional[int] = None  # total samples / tokens of the mix; null: the largest without repeats
     eval_benchmarks: list[str] = field(default_factory=list)
 
     # --- dataset fields (source=dataset): prompt + response columns, or chat `messages`
@@ -52,6 +57,9 @@ class SFTConfig:
     max_length: int = 16384  # tokens per sample (prompt + response); official --max_len 131072 (the Fig. 1 study sets it)
     max_tokens_per_micro_batch: int = 16384  # >= max_length
     overlong: str = "drop"  # samples longer than max_length: drop | truncate (keep the first max_length tokens)
+    # the last partial batch of an epoch: a smaller step (false) or not trained on (true: OpenRLHF's
+    # num_update_steps_per_epoch = len // train_batch_size; the paper's studies set it)
+    drop_last: bool = False
 
     # --- optimisation
     learning_rate: float = 5e-6  # official
@@ -84,6 +92,20 @@ class SFTConfig:
         """One clear ValueError naming the ``sft.*`` key and its valid values."""
         if self.source not in SOURCES:
             raise ValueError(f"sft.source={self.source!r}; valid: {', '.join(SOURCES)}")
+        if self.mix_unit not in MIX_UNITS:
+            raise ValueError(f"sft.mix_unit={self.mix_unit!r}; valid: {', '.join(MIX_UNITS)}")
+        if self.source == "mix":
+            if len(self.mix) < 2:
+                raise ValueError(f"sft.mix: sft.source=mix needs at least 2 components, got {len(self.mix)}")
+            for i, c in enumerate(self.mix):
+                if not c.teacher:
+                    raise ValueError(f"sft.mix[{i}].teacher: name the teacher (a conf/model option) of this component")
+                if c.weight <= 0:
+                    raise ValueError(f"sft.mix[{i}].weight must be > 0, got {c.weight}")
+            if self.mix_size is not None and self.mix_size < 1:
+                raise ValueError(f"sft.mix_size must be >= 1 or null, got {self.mix_size}")
+        elif self.mix:
+            raise ValueError(f"sft.mix: set only with sft.source=mix (sft.source={self.source})")
         if self.overlong not in OVERLONG:
             raise ValueError(f"sft.overlong={self.overlong!r}; valid: {', '.join(OVERLONG)}")
         if self.backend not in BACKENDS:
@@ -102,6 +124,8 @@ class SFTConfig:
                              f"sft.max_length={self.max_length} (a sample must fit in one micro-batch)")
         if self.learning_rate <= 0:
             raise ValueError(f"sft.learning_rate must be > 0, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ValueError(f"sft.weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"sft.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

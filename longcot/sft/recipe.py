@@ -22,7 +22,6 @@ tokenizer, ``final/state.json``: the summary) written last.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from pathlib import Path
@@ -51,16 +50,22 @@ MODEL = "model"  # the engine's name in checkpoints: final/model/ is the HF mode
 
 
 # --------------------------------------------------------------------------- data order
-def step_plan(num_examples: int, global_batch: int, epochs: int, seed: int) -> list[tuple[int, list[int]]]:
+def step_plan(num_examples: int, global_batch: int, epochs: int, seed: int,
+              drop_last: bool = False) -> list[tuple[int, list[int]]]:
     """``(epoch, example indices)`` of every optimizer step.
 
     Epoch ``e`` visits a permutation drawn from ``torch.Generator().manual_seed(seed * 1000 + e)``
     (independent of any other RNG use) in consecutive chunks of ``global_batch``; the last chunk
-    of an epoch is the remainder (never mixed with the next epoch)."""
+    of an epoch is the remainder (never mixed with the next epoch), or, with ``drop_last``, is not
+    trained on (OpenRLHF's ``num_update_steps_per_epoch = len // train_batch_size``)."""
+    if drop_last and num_examples < global_batch:
+        raise ValueError(f"sft.drop_last: {num_examples} examples < sft.global_batch_sequences={global_batch}: "
+                         "no full step; lower the batch or set sft.drop_last=false")
+    end = num_examples - num_examples % global_batch if drop_last else num_examples
     plan = []
     for epoch in range(epochs):
         perm = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
-        for start in range(0, num_examples, global_batch):
+        for start in range(0, end, global_batch):
             plan.append((epoch, perm[start:start + global_batch]))
     return plan
 
@@ -148,7 +153,7 @@ def train(
     if done is not None:
         log.info("SFT run %s is finished; nothing to do", run_dir)
         return done
-    dist = init_distributed()
+    dist = init_distributed(shared_dir=run_dir)  # every node must see the run directory
     device = local_device("auto", dist)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -159,10 +164,10 @@ def train(
     model, tokenizer = load_model_and_tokenizer(model_cfg, device=str(device), dtype="float32",
                                                 attn_implementation=attn)
     data, counts = tokenize_examples(tokenizer, examples, max_length=cfg.max_length, overlong=cfg.overlong)
-    plan = step_plan(len(data), cfg.global_batch_sequences, cfg.epochs, cfg.seed)
+    plan = step_plan(len(data), cfg.global_batch_sequences, cfg.epochs, cfg.seed, cfg.drop_last)
     total_steps = len(plan)
     stop = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
-    steps_per_epoch = math.ceil(len(data) / cfg.global_batch_sequences)
+    steps_per_epoch = total_steps // cfg.epochs
     engine = Engine(model, engine_config(cfg, total_steps), device=device, dist_env=dist)
 
     metrics = MetricsLog(run_dir / METRICS, tracker, enabled=dist.is_main)

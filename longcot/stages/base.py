@@ -177,22 +177,6 @@ def finish_training_run(run_dir: Path, summary_name: str, summary: dict[str, Any
     barrier()
 
 
-def evaluate_after_training(plan: Plan, benchmarks: Sequence[str]) -> dict[str, Any] | None:
-    """``<stage>.eval_benchmarks`` on the final checkpoint: one evaluation per job, on rank 0, after
-    every rank has left the process group (the evaluation builds its own engines); None elsewhere."""
-    if not benchmarks:
-        return None
-    from longcot.training.distributed import detect, shutdown
-
-    if detect().distributed:
-        shutdown()
-    if not detect().is_main:
-        return None
-    from longcot.stages.eval import evaluate_checkpoint
-
-    return evaluate_checkpoint(plan, list(benchmarks))
-
-
 def remove_if_unused(run_dir: Path, existed: bool, keep: Sequence[str] = (), root: Path | None = None) -> None:
     """After a failure: remove ``run_dir`` if this run created it and wrote nothing in it but its
     config snapshot and lock (and the names in ``keep``), so no empty run looks like a real one;
@@ -223,13 +207,14 @@ def tracking(cfg: DictConfig, name: str, run_dir: Path, identity: dict[str, Any]
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], footer: Sequence[str] = ()) -> None:
-    """A right-aligned rich table (never squeezed below 110 columns when piped), then footer lines."""
+    """A right-aligned rich table (never squeezed below 110 columns when piped; a long cell wraps, it is
+    never cut with an ellipsis), then footer lines."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     for col in columns:
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for row in rows:
         table.add_row(*[str(v) for v in row])
     console = Console(width=max(Console().width, 110))
@@ -241,13 +226,17 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
 def identity_device(cfg: DictConfig, setting: str | None = None) -> str:
     """The device a run uses, for its identity (CPU and CUDA kernels compute differently):
     ``setting`` (default ``generation.device``) as set (``cuda:1`` -> ``cuda``); ``auto`` resolves from
-    the cluster the run goes to (SLURM: ``cuda`` when ``cluster.gpus_per_node`` > 0), else from this
-    machine. It never imports an engine, so a login node plans the identities a GPU node will run."""
+    the cluster the run goes to (SLURM: ``cuda`` when the stage's GPUs per node, ``cluster.stages.<stage>``
+    else ``cluster``, are > 0), else from this machine. It never imports an engine, so a login node
+    plans the identities a GPU node will run."""
     device = str(cfg.generation.device if setting is None else setting).split(":")[0]
     if device != "auto":
         return device
     if cfg.cluster.name == "slurm":
-        return "cuda" if cfg.cluster.gpus_per_node > 0 else "cpu"
+        stage = cfg.get("stage") or {}
+        per_stage = (cfg.cluster.get("stages") or {}).get(str(stage.get("name", ""))) or {}
+        gpus = per_stage.get("gpus_per_node", cfg.cluster.gpus_per_node)
+        return "cuda" if gpus and gpus > 0 else "cpu"
     from longcot.models.loading import resolve_device
 
     return resolve_device("auto").split(":")[0]

@@ -201,6 +201,39 @@ def force_token(cfg: DictConfig) -> str:
     return f"process-{os.getpid()}-{uuid.uuid4().hex}"
 
 
+def plan_for(cfg: DictConfig, *, teacher: str, teacher_generation: Any = None, data: Any = None,
+             overrides: Sequence[str] = (), where: str) -> Plan:
+    """The distill run another stage reads (an ``sft.mix`` component, ``rl.prompts``): ``cfg`` with
+    ``model=<teacher>``, ``generation=<teacher_generation>``, ``data=<data>`` (options of those groups)
+    and the dotted ``overrides`` (Hydra syntax, e.g. ``distill.mode=silver``); ``where`` names the key
+    in errors."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from longcot.config.loading import load_group_option
+    from longcot.config.schema import DataConfig, GenerationConfig, ModelConfig
+
+    dcfg = cfg.copy()
+    dcfg.model = load_group_option("model", teacher, ModelConfig)
+    if teacher_generation:
+        dcfg.generation = load_group_option("generation", teacher_generation, GenerationConfig)
+    if data:
+        dcfg.data = load_group_option("data", data, DataConfig)
+    parser = OverridesParser.create()
+    for text in overrides:
+        try:
+            (o,) = parser.parse_overrides([text])
+            OmegaConf.update(dcfg, o.key_or_group, o.value(), merge=False)
+        except Exception as exc:  # noqa: BLE001 (a parse error or an unknown key: one line naming the entry)
+            raise ValueError(f"{where}.overrides: {text!r}: {' '.join(str(exc).split())[:200]}") from None
+    dcfg.stage.name = NAME
+    return plan(dcfg)
+
+
+def candidate_files(p: Plan) -> list[Path]:
+    """The graded-candidate files of a distill run's shards (every candidate of every prompt)."""
+    return [s.rows_path(p.detail.sampling_dir) for s in all_shards(p.cfg.distill.num_shards)]
+
+
 def load_problems(p: Plan) -> tuple[list[Problem], dict[str, Any]]:
     """The whole prompt set (``data.limit`` as capped by the scale), in a fixed order (silver: web
     records, near-duplicates removed once and cached in the sampling directory)."""

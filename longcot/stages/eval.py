@@ -26,7 +26,7 @@ from longcot import runs
 from longcot.analysis.plots import plot_eval
 from longcot.analysis.reflection import keyword_frequency
 from longcot.config.scale import Cap, capped, caps_note, caps_record
-from longcot.data import Problem, load_benchmark
+from longcot.data import Problem, load_benchmark, train_overlap
 from longcot.data.prompts import chat_prompt
 from longcot.generation.base import Completion, SamplingParams, prompt_seed
 from longcot.grading import extract_answer
@@ -166,7 +166,7 @@ def evaluate(plan: Plan, generator: Any, tracker: Any) -> dict[str, Any]:
     ``chunks/`` as soon as it is done, so a killed run resumes from its last finished chunk (every
     sample's seed is fixed by problem id and sample index, so chunking does not change what is drawn).
     """
-    from tqdm.auto import tqdm
+    from longcot.progress import bar
 
     cfg, run_dir = plan.cfg, plan.run_dir
     bench, params = plan.detail["benchmark"], plan.detail["params"]
@@ -182,7 +182,7 @@ def evaluate(plan: Plan, generator: Any, tracker: Any) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     gen_s = grade_s = 0.0
     generated_tokens = resumed = 0
-    for start in tqdm(starts, desc=f"eval {bench.name}", unit="chunk", disable=len(starts) == 1):
+    for start in bar(starts, desc=f"eval {bench.name}", unit="chunk", disable=len(starts) == 1):
         chunk = run_dir / "chunks" / f"chunk-{start // size:05d}.jsonl"
         if chunk.is_file():
             rows.extend(runs.read_jsonl(chunk))
@@ -206,6 +206,7 @@ def evaluate(plan: Plan, generator: Any, tracker: Any) -> dict[str, Any]:
     summary.update(
         benchmark=bench.name,
         model=cfg.model.name,
+        checkpoint=_checkpoint(plan),
         scale=cfg.scale.name,
         scale_caps=caps_record(plan.detail["caps"]),
         sampling=asdict(params),
@@ -213,6 +214,7 @@ def evaluate(plan: Plan, generator: Any, tracker: Any) -> dict[str, Any]:
         grading_seconds=grade_s,
         resumed_chunks=resumed,
         tokens_per_second=generated_tokens / gen_s if gen_s > 0 else None,
+        train_overlap=train_overlap(problems, cfg.data),
     )
     runs.write_jsonl(run_dir / "samples.jsonl", rows)
     runs.write_json(run_dir / "summary.json", summary)
@@ -256,19 +258,31 @@ def run(plan: Plan) -> Artifacts:
     return artifacts(plan.run_dir)
 
 
-def evaluate_checkpoint(p: Plan, benchmarks: list[str]) -> dict[str, dict[str, Any]]:
-    """The eval stage on a training run's final checkpoint, one run per benchmark (skipped when already done)."""
+def plan_after_training(p: Plan, benchmarks: Sequence[str]) -> list[Plan]:
+    """The evaluations of training run ``p``'s final checkpoint (``<stage>.eval_benchmarks``), each its
+    own planned eval run with the settings the user composed: the run's ``benchmark`` as composed (with
+    its overrides) when named, another benchmark's own config otherwise; the run's ``eval.*``."""
     from longcot.config.loading import load_group_option
     from longcot.config.schema import BenchmarkConfig
 
-    out = {}
+    out = []
     for name in benchmarks:
         ecfg = p.cfg.copy()
-        ecfg.benchmark = load_group_option("benchmark", name, BenchmarkConfig)
+        if name != p.cfg.benchmark.name:
+            ecfg.benchmark = load_group_option("benchmark", name, BenchmarkConfig)
         ecfg.eval.benchmarks = []
         ecfg.stage.name = "eval"
-        out[name] = run(plan(ecfg, (p,))).summary
+        out.append(plan(ecfg, (p,)))
     return out
+
+
+def _checkpoint(plan: Plan) -> str | None:
+    """Which checkpoint is evaluated: the upstream training run's (``sft <run dir name>``), None for the
+    model as configured."""
+    from longcot.stages.base import trained_by
+
+    producer = trained_by(plan.upstream)
+    return f"{producer.stage} {producer.run_dir.name}" if producer is not None else None
 
 
 def artifacts(run_dir: Path) -> Artifacts:

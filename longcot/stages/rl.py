@@ -27,8 +27,8 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
-from longcot.config.scale import Cap, capped, caps_note, caps_record
-from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, evaluate_after_training, finish_training_run,
+from longcot.config.scale import Cap, capped, capped_rollout, caps_note, caps_record
+from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, finish_training_run,
                                  identity_device, model_at_run, model_identity, print_table, running, tracking,
                                  upstream_identity, warn_notes)
 from longcot.training.distributed import detect
@@ -41,7 +41,8 @@ SUMMARY = "summary.json"
 # The engine keys (backend, zero_stage, adam_offload, gradient_checkpointing, attn_implementation) do
 # not change the math but do change floating-point results (bf16 vs fp32, kernels, reduction
 # order), so they stay in the identity; ``device`` is resolved to its type (stages.base.identity_device).
-NOT_IDENTITY = ("from_sft", "eval_benchmarks", "save_every", "keep_checkpoints", "generate_batch_size")
+NOT_IDENTITY = ("from_sft", "eval_benchmarks", "save_every", "keep_checkpoints", "generate_batch_size",
+                "prompts")  # rl.prompts: in the identity's data (the distill run it reads), when set
 
 
 def _typed(node: DictConfig, schema: type) -> Any:
@@ -60,29 +61,51 @@ def sft_upstream(cfg: DictConfig) -> Plan:
 def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
     """Identity and directory of an RL run; the scale caps prompts, response length and steps."""
     from longcot.data.loading import data_identity
-    from longcot.rl.config import AlgorithmConfig, RLConfig
-    from longcot.rl.recipe import check_settings
+    from longcot.rl.config import AlgorithmConfig, RLConfig, length_control_identity
+    from longcot.rl.recipe import check_settings, length_control_notes
 
     algorithm = _typed(cfg.algorithm, AlgorithmConfig)
     rl = _typed(cfg.rl, RLConfig)
-    reward = check_settings(algorithm, rl, cfg.reward)
-    upstream = tuple(upstream)
-    if rl.from_sft and not any(p.stage == "sft" for p in upstream):
-        upstream = (*upstream, sft_upstream(cfg))
     caps: list[Cap] = []
+    # capped first: the checks relate settings to the generation limit the run will have
     algorithm.max_new_tokens = capped("algorithm.max_new_tokens", algorithm.max_new_tokens, cfg.scale.max_new_tokens, caps)
     rl.max_steps = capped("rl.max_steps", rl.max_steps, cfg.scale.max_train_steps, caps)
     data = cfg.data.copy()
     data.limit = capped("data.limit", data.limit, cfg.scale.max_problems, caps)
+    prompts = min(data.limit or data.toy_size, data.toy_size) if data.kind == "toy" else data.limit
+    if cfg.scale.max_problems is not None:  # a capped scale: one RL step must fit the capped prompts
+        capped_rollout(algorithm, prompts, cfg.scale.max_samples, caps)
+    reward = check_settings(algorithm, rl, cfg.reward)  # validated as the run will have it (after the caps)
+    upstream = tuple(upstream)
+    if rl.from_sft and not any(p.stage == "sft" for p in upstream):
+        upstream = (*upstream, sft_upstream(cfg))
+    prompt_run = None
+    if rl.prompts.enabled:  # Table 3: silver answers of a distill run as the prompt set
+        from longcot.stages import distill
+
+        pr = rl.prompts
+        source = cfg.copy()
+        source.data.limit = None  # data.limit caps the RL prompts, not the distill run's
+        prompt_run = distill.plan_for(source, teacher=pr.teacher, teacher_generation=pr.teacher_generation, data=pr.data,
+                                      overrides=pr.overrides, where="rl.prompts")
+        if prompt_run.cfg.distill.mode != "silver":
+            raise ValueError(f"rl.prompts: the distill run it names has distill.mode={prompt_run.cfg.distill.mode}; "
+                             "silver answers need distill.mode=silver (add it to rl.prompts.overrides)")
+        upstream = (*upstream, prompt_run)
+    if data.kind == "toy" and not rl.prompts.enabled:  # the prompt count is known before reading: too few prompts fail here
+        from longcot.rl.recipe import plan_steps
+
+        plan_steps(prompts, algorithm, rl)
     effective_rl = {k: v for k, v in vars(rl).items() if k not in NOT_IDENTITY}
     effective_rl["device"] = identity_device(cfg, rl.device)
     if rl.backend == "torch":  # no DeepSpeed: the ZeRO stage changes nothing (the offload is refused)
         effective_rl.pop("zero_stage")
     identity: dict[str, Any] = {
         "model": model_identity(cfg.model, upstream),
-        "data": data_identity(data, "data"),
-        "algorithm": dict(vars(algorithm)),
-        "reward": OmegaConf.to_container(cfg.reward, resolve=True),
+        "data": (data_identity(data, "data") if prompt_run is None else
+                 {"distill": prompt_run.run_id, "filter": rl.prompts.filter, "n": rl.prompts.n, "limit": data.limit}),
+        "algorithm": length_control_identity(algorithm),
+        "reward": reward_identity(cfg.reward),
         "rl": effective_rl,
         "system_prompt": cfg.benchmark.system_prompt,
         "upstream": upstream_identity(upstream),
@@ -100,10 +123,24 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
                   f"of GPU memory (generation.gpu_memory_utilization={cfg.generation.gpu_memory_utilization} "
                   "applies to standalone engines only)",)
     notes += unused_settings_notes(algorithm)
+    notes += length_control_notes(algorithm, rl)
     run_dir = (Path(cfg.output_root) / NAME / cfg.model.name
                / f"{algorithm.name}-{cfg.reward.name}-{runs.config_hash(identity)}")
     return Plan(NAME, cfg, identity, run_dir, upstream, notes,
                 detail={"algorithm": algorithm, "rl": rl, "data": data, "caps": caps})
+
+
+def reward_identity(reward: DictConfig) -> dict[str, Any]:
+    """The reward config for a run's identity; no ``overlong`` key when it is off (runs from before the
+    overlong channel keep their identities)."""
+    out = OmegaConf.to_container(reward, resolve=True)
+    if out.get("overlong", "absent") is None:
+        out.pop("overlong")
+    if (out.get("classic") or {}).get("no_answer", "absent") is None:  # likewise for classic.no_answer
+        out["classic"].pop("no_answer")
+    if out.get("rule_grader") == "math_verify":  # and the default rule grader
+        out.pop("rule_grader")
+    return out
 
 
 def unused_settings_notes(algorithm: Any) -> tuple[str, ...]:
@@ -132,8 +169,7 @@ def _judge(cfg: DictConfig) -> Any:
 
 
 def run(p: Plan) -> Artifacts:
-    """Train with RL (resuming from the latest checkpoint), then evaluate the final actor if asked."""
-    from longcot.data import load_prompts
+    """Train with RL (resuming from the latest checkpoint)."""
     from longcot.rl.recipe import train
 
     cfg = p.cfg
@@ -153,7 +189,7 @@ def run(p: Plan) -> Artifacts:
             for name in ("metrics.jsonl", SUMMARY, "rl_progress.png", runs.DONE):
                 (run_dir / name).unlink(missing_ok=True)
         model = model_at_run(cfg.model, p.upstream)
-        problems = load_prompts(p.detail["data"])
+        problems = _prompts(p)
         vllm_factory = None
         if p.detail["rl"].rollout_backend == "vllm":
             from longcot.generation import build_generator
@@ -177,15 +213,38 @@ def run(p: Plan) -> Artifacts:
         finish_training_run(run_dir, SUMMARY, {
             "model": cfg.model.name, "algorithm": cfg.algorithm.name, "reward": cfg.reward.name,
             "steps": result.steps, "prompts": len(problems),
+            # responses sampled vs trained on over the run (dynamic sampling samples more than it trains)
+            "responses_generated": sum(r.get("responses_generated", 0) for r in records),
+            "responses_trained": sum(r.get("responses_trained", 0) for r in records),
             "final": {k: v for k, v in last.items() if isinstance(v, (int, float))},
             "first": {k: v for k, v in (records[0] if records else {}).items() if isinstance(v, (int, float))},
             "scale": cfg.scale.name, "scale_caps": caps_record(p.detail["caps"]),
         })
-    arts = artifacts(p.run_dir)
-    evaluation = evaluate_after_training(p, cfg.rl.eval_benchmarks)
-    if evaluation is not None:
-        arts.summary["eval"] = evaluation
-    return arts
+    return artifacts(p.run_dir)
+
+
+def _prompts(p: Plan) -> list[Any]:
+    """The RL prompt set: the ``data`` group, or the silver answers of the ``rl.prompts`` distill run."""
+    from longcot.data import load_prompts
+
+    rl = p.detail["rl"]
+    if not rl.prompts.enabled:
+        return load_prompts(p.detail["data"])
+    from longcot.distill.shards import read_rows
+    from longcot.rl.prompts import select_prompts
+    from longcot.stages import distill
+
+    dist = next(u for u in p.upstream if u.stage == "distill")
+    if not dist.done:
+        raise FileNotFoundError(f"rl.prompts: the silver distill run is not finished ({dist.run_dir}); run it first: "
+                                f"longcot stage=distill model={rl.prompts.teacher} with rl.prompts' data and overrides")
+    problems, _ = distill.load_problems(dist)
+    rows = (r for path in distill.candidate_files(dist) for r in read_rows(path))
+    out = select_prompts(problems, rows, filter=rl.prompts.filter, n=rl.prompts.n, limit=p.detail["data"].limit)
+    if not out:
+        raise ValueError(f"rl.prompts: no prompt of {dist.run_dir} passes filter={rl.prompts.filter}")
+    log.info("RL prompts: %d silver-answered prompts of %s (filter=%s)", len(out), dist.run_dir, rl.prompts.filter)
+    return out
 
 
 def artifacts(run_dir: Path) -> Artifacts:

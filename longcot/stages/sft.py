@@ -14,8 +14,8 @@ file, identified by its bytes, or a hub id). ``scale=smoke`` caps the optimizer 
 
 Outputs in ``<output_root>/sft/<model>/<data>-<hash>/``: ``metrics.jsonl``, ``checkpoints/``
 (periodic; a killed run resumes from the latest), ``loss.png``, ``final/model/`` (HF format, for
-eval / RL / vLLM), ``summary.json``, ``config.yaml``, ``DONE``. ``sft.eval_benchmarks`` evaluates the
-final checkpoint with the eval stage afterwards.
+eval / RL / vLLM), ``summary.json``, ``config.yaml``, ``DONE``. ``sft.eval_benchmarks`` plans an eval
+run of the final checkpoint per benchmark (:func:`longcot.stages.plan_follow_ups`), run afterwards.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
 from longcot.config.scale import Cap, capped, caps_note, caps_record
-from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, evaluate_after_training, finish_training_run,
+from longcot.stages.base import (FINAL_MODEL, Artifacts, Plan, finish_training_run,
                                  model_at_run, model_identity, print_table, running, tracking, upstream_identity,
                                  warn_notes)
 from longcot.training.distributed import detect
@@ -39,7 +39,8 @@ NAME = "sft"
 # sft.* keys that do not change the trained weights (where data comes from is identified separately;
 # checkpoint cadence and logging are bookkeeping; eval_benchmarks runs after training).
 NOT_IDENTITY = ("source", "teacher", "teacher_generation", "subset", "dataset", "eval_benchmarks", "save_every_steps", "keep_last",
-                "log_every_steps", "prompt_field", "response_field", "messages_field", "dataset_split")
+                "log_every_steps", "prompt_field", "response_field", "messages_field", "dataset_split", "mix", "mix_unit",
+                "mix_size")
 
 
 def distill_upstream(cfg: DictConfig) -> Plan:
@@ -60,6 +61,14 @@ def distill_upstream(cfg: DictConfig) -> Plan:
     return distill.plan(dcfg)
 
 
+def mix_upstreams(cfg: DictConfig) -> tuple[Plan, ...]:
+    """``sft.source=mix``: one distill plan per ``sft.mix`` component (:func:`longcot.stages.distill.plan_for`)."""
+    from longcot.stages import distill
+
+    return tuple(distill.plan_for(cfg, teacher=c.teacher, teacher_generation=c.teacher_generation, data=c.data,
+                                  overrides=c.overrides, where=f"sft.mix[{i}]") for i, c in enumerate(cfg.sft.mix))
+
+
 def check_subset(subset: str, upstream: Plan) -> None:
     """``subset`` must name a dataset the distill run builds."""
     from longcot.distill.budget import parse_budget
@@ -75,6 +84,13 @@ def check_subset(subset: str, upstream: Plan) -> None:
 def data_identity(cfg: DictConfig, upstream: Sequence[Plan]) -> tuple[dict[str, Any], str]:
     """(identity of the training data, a short label for the run directory)."""
     s = cfg.sft
+    if s.source == "mix":
+        dists = [p for p in upstream if p.stage == "distill"]
+        for comp, dist in zip(s.mix, dists):
+            check_subset(comp.subset, dist)
+        parts = [{"distill": d.run_id, "subset": c.subset, "weight": float(c.weight)} for c, d in zip(s.mix, dists)]
+        label = "mix-" + "-".join(f"{d.detail.teacher.teacher}-{c.subset.replace('/', '-')}" for c, d in zip(s.mix, dists))
+        return {"mix": parts, "unit": s.mix_unit, "size": s.mix_size, "seed": s.seed}, label[:120]
     if s.source == "distill":
         dist = next(p for p in upstream if p.stage == "distill")
         check_subset(s.subset, dist)
@@ -99,11 +115,17 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
     upstream = tuple(upstream)
     if sft_cfg.source == "distill" and not any(p.stage == "distill" for p in upstream):
         upstream = (distill_upstream(cfg), *upstream)
+    if sft_cfg.source == "mix":
+        if any(p.stage == "distill" for p in upstream):
+            raise ValueError("sft.source=mix plans its components' distill runs (sft.mix); drop the point's distill stage")
+        upstream = (*mix_upstreams(cfg), *upstream)
     data, label = data_identity(cfg, upstream)
     caps: list[Cap] = []
     effective = cfg.sft.copy()
     effective.max_steps = capped("sft.max_steps", sft_cfg.max_steps, cfg.scale.max_train_steps, caps)
     training = {k: v for k, v in OmegaConf.to_container(effective, resolve=True).items() if k not in NOT_IDENTITY}
+    if not training.get("drop_last"):  # unset: the identities of runs from before the key
+        training.pop("drop_last", None)
     identity = {"model": model_identity(cfg.model, upstream), "data": data, "sft": training,
                 "upstream": upstream_identity(upstream)}
     note = caps_note(cfg.scale, caps, real=cfg.model.path != "tiny")
@@ -118,6 +140,8 @@ def load_data(p: Plan) -> list[Any]:
     from longcot.stages import distill
 
     s = p.cfg.sft
+    if s.source == "mix":
+        return _mix_examples(p)
     if s.source == "distill":
         dist = next(u for u in p.upstream if u.stage == "distill")
         if not dist.done:
@@ -130,8 +154,32 @@ def load_data(p: Plan) -> list[Any]:
     return load_examples(s.dataset, p.detail["sft"])
 
 
+def _mix_examples(p: Plan) -> list[Any]:
+    """The rows of every component's subset, mixed by weight (:func:`longcot.sft.mix.select_mix`)."""
+    from longcot.data.loading import read_records
+    from longcot.sft.data import examples_from_rows
+    from longcot.sft.mix import select_mix
+    from longcot.stages import distill
+
+    s = p.cfg.sft
+    rows, tokens = [], []
+    for i, (comp, dist) in enumerate(zip(s.mix, [u for u in p.upstream if u.stage == "distill"])):
+        if not dist.done:
+            raise FileNotFoundError(f"sft.mix[{i}]: the distill data of this component is not built yet ({dist.run_dir}); "
+                                    f"run the distill stage first: longcot stage=distill model={comp.teacher}")
+        r = read_records(distill.artifacts(dist.run_dir).files[comp.subset])
+        rows.append(r)
+        tokens.append([int(x.get("sft_tokens", 0)) for x in r])
+    mixed, stats = select_mix(rows, [c.weight for c in s.mix], unit=s.mix_unit, size=s.mix_size, seed=s.seed, tokens=tokens)
+    log.info("SFT mix by %s: %s", s.mix_unit, "; ".join(
+        f"{c.teacher}/{c.subset}: {int(st['rows'])} samples, {int(st['tokens'])} tokens ({100 * st['share']:.1f}%)"
+        for c, st in zip(s.mix, stats)))
+    return examples_from_rows(mixed, source="sft.mix", prompt_field=s.prompt_field, response_field=s.response_field,
+                              messages_field=s.messages_field, system_prompt=s.system_prompt)
+
+
 def run(p: Plan) -> Artifacts:
-    """Train (resuming from the latest checkpoint), then evaluate the final model if asked."""
+    """Train (resuming from the latest checkpoint)."""
     from longcot.sft.recipe import train
 
     cfg = p.cfg
@@ -156,11 +204,7 @@ def run(p: Plan) -> Artifacts:
         summary = {**result, "model": cfg.model.name, "data": p.detail["data_label"], "examples": len(examples),
                    "data_counts": result.get("data"), "scale": cfg.scale.name, "scale_caps": caps_record(p.detail["caps"])}
         finish_training_run(run_dir, "summary.json", summary)
-    arts = artifacts(p.run_dir)
-    evaluation = evaluate_after_training(p, cfg.sft.eval_benchmarks)
-    if evaluation is not None:
-        arts.summary["eval"] = evaluation
-    return arts
+    return artifacts(p.run_dir)
 
 
 def artifacts(run_dir: Path) -> Artifacts:
@@ -173,14 +217,13 @@ def artifacts(run_dir: Path) -> Artifacts:
 
 
 def report(plans: Sequence[Plan], results: Sequence[Artifacts]) -> None:
-    """Steps, final loss, throughput and (if evaluated) accuracy of each SFT run."""
+    """Steps, final loss and throughput of each SFT run (its evaluations print their own table)."""
     rows = []
     for a in results:
         s, m = a.summary, a.summary.get("metrics", {})
-        evals = ", ".join(f"{b} {100 * e['accuracy']:.1f}%" for b, e in (s.get("eval") or {}).items()) or "-"
         rows.append((s["model"], s["data"], s["examples"], f"{s['steps']}/{s['total_steps']}",
-                     f"{m.get('final_loss', float('nan')):.4f}", f"{m.get('mean_tokens_per_s') or 0:.0f}", evals))
+                     f"{m.get('final_loss', float('nan')):.4f}", f"{m.get('mean_tokens_per_s') or 0:.0f}"))
     caps = sorted({str(c) for p in plans for c in p.detail["caps"]})
     title = f"longcot sft (scale={plans[0].cfg.scale.name}{'; capped ' + ', '.join(caps) if caps else ''})"
-    print_table(title, ("model", "data", "examples", "steps", "final loss", "tokens/s", "eval"), rows,
+    print_table(title, ("model", "data", "examples", "steps", "final loss", "tokens/s"), rows,
                 [f"checkpoint: {a.files['model']}" for a in results])

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:
+    from longcot.study.spec import Study
 
 COMMANDS = ("status", "collect")
 FLAGS = ("-m", "--multirun", "--dry-run", "--wait")
@@ -52,6 +55,44 @@ def maybe_study(argv: Sequence[str]) -> Optional[int]:
     return main([*([command] if command else []), *argv])
 
 
+def slurm_unavailable() -> Optional[str]:
+    """Why jobs cannot be submitted to SLURM from here (no ``sbatch``, or no controller answers
+    ``scontrol ping``), or None; asked before anything is written, so a refusal leaves nothing behind."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return "cluster=slurm: SLURM's commands (sbatch, scontrol) are not on PATH; run on a login node, or cluster=local"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "cluster=slurm: no SLURM controller answered `scontrol ping` within 20 s; run on a login node, or cluster=local"
+    if ping.returncode != 0 or " UP" not in ping.stdout:
+        said = " ".join((ping.stdout.strip().splitlines() or ping.stderr.strip().splitlines() or ["no answer"])[:1])
+        return (f"cluster=slurm: no SLURM controller answers (`scontrol ping`: {said}); run on a login node, "
+                "or cluster=local")
+    return None
+
+
+def check_study(study: "Study") -> None:
+    """The study file's own override lists, checked like the command line's (one line naming the list),
+    and no ``stage=`` on the command line (a study sets each stage run's stage)."""
+    from longcot.config.overrides import check_overrides
+    from longcot.study.overrides import command_line
+
+    where = f"experiments/{study.name}.yaml"
+    check_overrides(study.base, f"{where} study.base")
+    for stage, over in study.stages.items():
+        check_overrides(over, f"{where} study.stages.{stage}")
+    for point in study.points:
+        for stage, over in point.stages.items():
+            check_overrides(over, f"{where} point {point.name}, {stage}")
+    staged = [o for o in command_line(study) if o.lstrip("+").startswith("stage=")]
+    if staged:
+        raise ValueError(f"{staged[0]}: a study sets the stage of each of its stage runs; drop it (the study "
+                         f"{study.name} runs {', '.join(sorted({s for p in study.points for s in p.stages}))})")
+
+
 def main(argv: Sequence[str]) -> int:
     """``[status|collect] +experiment=NAME [overrides] [-m] [--dry-run] [--wait]``."""
     argv = list(argv)
@@ -67,6 +108,7 @@ def main(argv: Sequence[str]) -> int:
 
     try:
         study = load_study(overrides)
+        check_study(study)
         graph = build_graph(study)
     except (ValueError, FileNotFoundError) as exc:
         print(f"longcot: config error: {' '.join(str(exc).split())}", file=sys.stderr)
@@ -82,17 +124,29 @@ def main(argv: Sequence[str]) -> int:
 
         out = collect(graph)
         print_table(f"longcot study {study.name}: results", out["columns"], out["body"],
-                    [f"written: {out['markdown']}, {out['csv']}", *[f"figure: {f}" for f in out["figures"]]])
+                    out["footer"])
         return 0
     if "--dry-run" in flags:
         from longcot.study.dryrun import dry_run
 
         dry_run(graph)
         return 0
+    from longcot.study.overrides import print_changes
+
+    print_changes(graph)
     cluster = graph.ordered()[0].plan.cfg.cluster.name
     if cluster == "slurm":
-        from longcot.study.slurm import submit, wait
+        from longcot.study.slurm import study_resources, submit, wait
 
+        try:  # a stage's resources (cluster.stages.<stage>.*): a config error, found before SLURM is asked
+            study_resources(graph)
+        except ValueError as exc:
+            print(f"longcot: config error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+        problem = slurm_unavailable()
+        if problem:
+            print(f"longcot: error: {problem}", file=sys.stderr)
+            return 1
         sub = submit(graph)
         print(f"study {study.name}: {len(sub.submitted)} jobs submitted, {len(sub.reused)} still queued/running, "
               f"{len(sub.done)} runs done; `longcot status {' '.join(overrides)}` shows progress")
@@ -102,7 +156,9 @@ def main(argv: Sequence[str]) -> int:
     else:
         from longcot.study.local import run_local
 
-        run_local(graph)
+        outcome = run_local(graph)
+        print(f"study {study.name}: {len(outcome.done_before)} done, skipped; {len(outcome.ran)} ran; "
+              f"{len(outcome.failed)} failed; {len(outcome.skipped)} not run (an upstream run failed)")
     from longcot.study.status import print_status
 
     states = print_status(graph)
@@ -112,6 +168,6 @@ def main(argv: Sequence[str]) -> int:
 
         out = collect(graph)
         print_table(f"longcot study {study.name}: results", out["columns"], out["body"],
-                    [f"written: {out['markdown']}, {out['csv']}", *[f"figure: {f}" for f in out["figures"]]])
+                    out["footer"])
         return 0
     return 1

@@ -1,16 +1,21 @@
-"""``longcot collect +experiment=NAME``: our numbers beside the paper's, as Markdown and CSV, and the
-figures (written to ``<output_root>/studies/<name>/``):
+"""``longcot collect +experiment=NAME``: our numbers beside the paper's, as Markdown and CSV, the
+paper's plot statements checked, and the figures (written to ``<output_root>/studies/<name>/``):
 
-* ``results.md`` / ``results.csv``: one row per grid point and benchmark: CoT style (the distill
-  teacher's), SFT tokens (the distill manifest's count of the SFT subset), the RL algorithm and reward,
-  accuracy, mean response length, the RL gain (accuracy minus that of the eval of the SFT checkpoint
-  the RL started from, when the study evaluates it), and ``study.paper[point]``'s numbers (null:
-  "to copy from the PDF"; never filled in here);
-* ``fig_sft_scaling.png``: accuracy vs SFT tokens per style (the paper's Fig. 1), RL points as arrows
-  from their SFT point;
-* ``fig_rl_dynamics.png``: response length and reflection keywords per response over RL steps (each
-  rl run's ``metrics.jsonl``: ``response_length_mean``, ``reflection/<keyword>``; §4);
-* ``fig_reward_variants.png``: accuracy of each RL point, grouped by reward, beside its SFT start.
+* ``results.md`` / ``results.csv`` (the wide table): one row per grid point and benchmark: CoT style
+  (the distill teacher's), SFT tokens (the distill manifest's count of the SFT subset), the RL algorithm
+  and reward, our accuracy, the paper's on that same benchmark (``study.paper.values``; "-" where the
+  paper reports none), the difference, mean response length, and the RL gain (accuracy minus that of
+  the eval of the SFT checkpoint the RL started from, when the study evaluates it); a point whose
+  paper row has an AVG gets an ``avg`` row (the mean of the four benchmarks). "not run": the eval is
+  not finished;
+* ``report.md``: one page -- the table side by side (ours / paper (difference) per benchmark), each
+  plot statement with its checks and whether it holds (:mod:`longcot.study.report`), the figures;
+* the terminal gets the narrow table (point, benchmark, ours, paper, difference, RL gain, tokens: fits
+  110 columns) and the statements' verdicts;
+* the figures: see :mod:`longcot.study.figures`.
+
+Rows are :class:`Row` (one per point and eval run; ``group`` is the point's name in the study file,
+shared by its seeds), so aggregations over seeds work on the same list.
 """
 
 from __future__ import annotations
@@ -22,13 +27,21 @@ from pathlib import Path
 from typing import Any, Optional
 
 from longcot import runs
+from longcot.study.figures import render as _figures
 from longcot.study.graph import Graph, Node
+from longcot.study.seeds import compare_all, seeds_markdown
 
-TO_COPY = "to copy from the PDF"
+NOT_RUN = "not run"
+WIDE = ["point", "benchmark", "style", "SFT tokens", "RL", "ours (%)", "paper (%)", "diff (pts)", "mean tokens",
+        "truncated (%)", "RL gain (pts)"]
+# "trunc %": the share of responses that hit the generation limit (at 100%, "tokens" is that limit)
+NARROW = ["point", "benchmark", "ours %", "paper %", "diff", "RL gain", "tokens", "trunc %"]
 
 
 @dataclass
 class Row:
+    """One evaluation of one grid point (accuracy and mean tokens None while it is not finished)."""
+
     point: str
     benchmark: str
     style: Optional[str]
@@ -39,6 +52,11 @@ class Row:
     rl_gain: Optional[float]
     eval_key: str
     rl_key: Optional[str]
+    group: str = ""  # the point's name in the study file (== point without seeds)
+    truncation: Optional[float] = None  # share of responses that hit the generation limit
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.point
 
 
 def _upstream_of(graph: Graph, key: str, stage: str) -> Optional[Node]:
@@ -98,33 +116,50 @@ def rows(graph: Graph) -> list[Row]:
                     gain = s["accuracy"] - summaries[base[0]]["accuracy"]
             rl_label = f"{rl.plan.cfg.algorithm.name}/{rl.plan.cfg.reward.name}" if rl is not None else None
             out.append(Row(point.name, bench, _style(_upstream_of(graph, key, "distill")), _sft_tokens(graph, sft), rl_label,
-                           s.get("accuracy"), s.get("mean_tokens"), gain, key, rl.key if rl else None))
+                           s.get("accuracy"), s.get("mean_tokens"), gain, key, rl.key if rl else None,
+                           point.group or point.name, truncation=s.get("truncation_rate")))
     return out
 
 
-def _paper_columns(graph: Graph) -> list[str]:
-    cols: list[str] = []
-    for metrics in graph.study.paper.values():
-        for m in metrics or {}:
-            if m not in cols:
-                cols.append(m)
-    return cols
+def _pct(x: Optional[float], signed: bool = False) -> str:
+    return "-" if x is None else (f"{x:+.1f}" if signed else f"{x:.1f}")
 
 
-def table(graph: Graph, result: list[Row]) -> tuple[list[str], list[list[str]]]:
-    """Columns and formatted rows (percentages for accuracy and gain)."""
-    paper = _paper_columns(graph)
-    columns = ["point", "benchmark", "style", "SFT tokens", "RL", "accuracy (%)", "mean tokens", "RL gain (pts)",
-               *[f"paper: {m}" for m in paper]]
-    body = []
+def table(graph: Graph, result: list[Row]) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    """The wide table (file) and the narrow one (terminal): columns and formatted rows, accuracy in %.
+    The paper column holds the paper's number for the row's own point and benchmark only."""
+    from longcot.study.paper import AVG
+    from longcot.study.report import eval_value
+
+    paper = graph.study.paper
+    wide, narrow = [], []
+
+    def add(r: Optional[Row], point: str, group: str, bench: str, ours: Optional[float]) -> None:
+        pv = paper.value(group, bench)
+        diff = None if ours is None or pv is None else ours - pv
+        gain = None if r is None or r.rl_gain is None else 100 * r.rl_gain
+        tokens = "-" if r is None or r.mean_tokens is None else f"{r.mean_tokens:.0f}"
+        trunc = "-" if r is None or r.truncation is None else f"{100 * r.truncation:.0f}"
+        shown = NOT_RUN if ours is None else f"{ours:.1f}"
+        wide.append([point, bench, (r.style if r else None) or "-",
+                     "-" if r is None or r.sft_tokens is None else str(r.sft_tokens), (r.rl if r else None) or "-",
+                     shown, "-" if pv is None else f"{pv:.1f}", _pct(diff, True), tokens, trunc, _pct(gain, True)])
+        narrow.append([point, bench, shown, "-" if pv is None else f"{pv:.1f}", _pct(diff, True), _pct(gain, True), tokens,
+                       trunc])
+
+    by_point: dict[str, list[Row]] = {}
     for r in result:
-        pv = graph.study.paper.get(r.point) or {}
-        body.append([r.point, r.benchmark, r.style or "-", "-" if r.sft_tokens is None else str(r.sft_tokens),
-                     r.rl or "-", "not run" if r.accuracy is None else f"{100 * r.accuracy:.1f}",
-                     "-" if r.mean_tokens is None else f"{r.mean_tokens:.0f}",
-                     "-" if r.rl_gain is None else f"{100 * r.rl_gain:+.1f}",
-                     *[("-" if m not in pv else TO_COPY if pv[m] is None else str(pv[m])) for m in paper]])
-    return columns, body
+        by_point.setdefault(r.point, []).append(r)
+    for point, rs in by_point.items():
+        for r in rs:
+            add(r, point, r.group, r.benchmark, None if r.accuracy is None else 100 * r.accuracy)
+        group = rs[0].group
+        if paper.value(group, AVG) is not None:  # the paper's AVG column: the mean of the four benchmarks
+            add(None, point, group, AVG, eval_value([r for r in rs], group, AVG))
+    if not paper.values:  # nothing to compare with (a study of ours): no empty paper columns on the terminal
+        keep = [i for i, c in enumerate(NARROW) if c not in ("paper %", "diff")]
+        return WIDE, wide, [NARROW[i] for i in keep], [[row[i] for i in keep] for row in narrow]
+    return WIDE, wide, NARROW, narrow
 
 
 def markdown(title: str, columns: list[str], body: list[list[str]]) -> str:
@@ -133,92 +168,35 @@ def markdown(title: str, columns: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figures(graph: Graph, result: list[Row], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    # Fig. 1 style: accuracy vs SFT tokens per style, RL gains as arrows
-    scaling = [r for r in result if r.accuracy is not None and r.sft_tokens is not None]
-    if scaling:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for style in sorted({r.style or "?" for r in scaling}):
-            pts = sorted((r.sft_tokens, r.accuracy) for r in scaling if (r.style or "?") == style and r.rl is None)
-            if pts:
-                ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=f"{style} CoT SFT")
-        for r in scaling:
-            if r.rl is not None and r.rl_gain is not None:
-                base = 100 * (r.accuracy - r.rl_gain)
-                ax.annotate("", xy=(r.sft_tokens, 100 * r.accuracy), xytext=(r.sft_tokens, base),
-                            arrowprops={"arrowstyle": "->", "color": "tab:red"})
-                ax.text(r.sft_tokens, 100 * r.accuracy, f" +RL {r.rl} ({100 * r.rl_gain:+.1f})", fontsize=7)
-        ax.set_xlabel("SFT tokens")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"{graph.study.name}: accuracy vs SFT tokens")
-        ax.legend()
-        written.append(_save(fig, out / "fig_sft_scaling.png"))
-        plt.close(fig)
-    # RL dynamics: response length and reflection keywords over steps
-    rl_nodes = [n for n in graph.ordered() if n.stage == "rl" and n.plan.done and (n.plan.run_dir / "metrics.jsonl").is_file()]
-    if rl_nodes:
-        fig, (ax_len, ax_ref) = plt.subplots(1, 2, figsize=(11, 4))
-        for n in rl_nodes:
-            recs = runs.read_jsonl(n.plan.run_dir / "metrics.jsonl")
-            label = f"{n.plan.cfg.algorithm.name}/{n.plan.cfg.reward.name}"
-            steps = [r["step"] for r in recs]
-            ax_len.plot(steps, [r.get("response_length_mean") for r in recs], marker=".", label=label)
-            ax_ref.plot(steps, [sum(v for k, v in r.items() if k.startswith("reflection/")) for r in recs], marker=".", label=label)
-        ax_len.set_xlabel("RL step")
-        ax_len.set_ylabel("mean response tokens")
-        ax_ref.set_xlabel("RL step")
-        ax_ref.set_ylabel("reflection keywords per response")
-        ax_len.legend()
-        fig.suptitle(f"{graph.study.name}: RL dynamics")
-        written.append(_save(fig, out / "fig_rl_dynamics.png"))
-        plt.close(fig)
-    # reward variants: accuracy per RL point beside its SFT start
-    variants = [r for r in result if r.rl is not None and r.accuracy is not None]
-    if variants:
-        fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(variants) + 2), 4))
-        labels = [f"{r.point}\n{r.rl}" for r in variants]
-        ax.bar(labels, [100 * r.accuracy for r in variants], color="tab:blue", label="after RL")
-        starts = [100 * (r.accuracy - r.rl_gain) if r.rl_gain is not None else float("nan") for r in variants]
-        ax.scatter(labels, starts, color="black", marker="_", s=400, zorder=3, label="SFT start")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"{graph.study.name}: reward variants")
-        ax.legend()
-        fig.tight_layout()
-        written.append(_save(fig, out / "fig_reward_variants.png"))
-        plt.close(fig)
-    return written
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    with runs.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
-
-
 def out_dir(graph: Graph) -> Path:
     return Path(graph.study.output_root) / "studies" / graph.study.name
 
 
 def collect(graph: Graph, figures: bool = True) -> dict[str, Any]:
-    """Write ``results.md``, ``results.csv`` and the figures; return the paths and the rows."""
+    """Write ``results.md`` / ``results.csv`` (wide), ``report.md`` and the figures; return the paths, the
+    rows, the narrow table for the terminal (``columns``, ``body``), the wide one and the findings."""
+    from longcot.study.report import evaluate, report_markdown, summary_line
+
     result = rows(graph)
-    columns, body = table(graph, result)
+    wide_cols, wide, columns, body = table(graph, result)
+    findings = evaluate(graph, result)
     out = out_dir(graph)
     title = f"{graph.study.name}: our numbers" + (" beside the paper's" if graph.study.paper else "")
-    md = markdown(title, columns, body)
-    runs.write_text(out / "results.md", md)
+    runs.write_text(out / "results.md", markdown(title, wide_cols, wide))
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(columns)
-    writer.writerows(body)
+    writer.writerow(wide_cols)
+    writer.writerows(wide)
     runs.write_text(out / "results.csv", buf.getvalue())
     figs = _figures(graph, result, out) if figures else []
-    return {"markdown": out / "results.md", "csv": out / "results.csv", "figures": figs, "rows": result,
-            "columns": columns, "body": body}
+    compared = compare_all(graph, result)
+    if graph.study.seeds or compared:
+        runs.write_text(out / "seeds.md", seeds_markdown(graph, result, compared))
+    runs.write_text(out / "report.md", report_markdown(graph, result, findings, figs, out))
+    footer = [summary_line(findings) if findings else "", *[f.line() for f in findings], *[c.line() for c in compared],
+              f"over seeds: {out / 'seeds.md'}" if graph.study.seeds or compared else "",
+              f"written: {out / 'report.md'}, {out / 'results.md'} (wide table), {out / 'results.csv'}",
+              *[f"figure: {f}" for f in figs]]
+    return {"markdown": out / "results.md", "csv": out / "results.csv", "report": out / "report.md", "figures": figs,
+            "rows": result, "columns": columns, "body": body, "wide_columns": wide_cols, "wide_body": wide,
+            "findings": findings, "footer": [line for line in footer if line]}

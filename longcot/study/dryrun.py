@@ -19,10 +19,14 @@ from longcot.study.graph import Graph, Node
 GEN_FLOPS = 100e12  # effective FLOP/s per GPU while generating (vLLM decode, bf16; memory-bound)
 TRAIN_FLOPS = 300e12  # effective FLOP/s per GPU while training (bf16, ~30% of an H100's dense peak)
 FILL = 0.5  # mean response length / max_new_tokens
+# responses generated per trained response under algorithm.dynamic_sampling (DAPO samples 3 x its train
+# batch per round, verl recipe/dapo gen_batch_size); the upper bound is dynamic_sampling_max_rounds
+DS_GENERATED_PER_TRAINED = 3.0
 ASSUMPTIONS = (f"assumptions: generation 2*P FLOPs/token at {GEN_FLOPS / 1e12:.0f} TFLOP/s per GPU, training "
                f"6*P FLOPs/token at {TRAIN_FLOPS / 1e12:.0f} TFLOP/s per GPU, mean response = {FILL:.0%} of "
                "max_new_tokens; SFT tokens = the token budget, the finished distill manifest, or prompts x N x "
-               "mean response; synthetic teachers cost 0")
+               f"mean response; dynamic sampling generates {DS_GENERATED_PER_TRAINED:g}x the responses it trains; "
+               "synthetic teachers cost 0")
 
 
 def parameters(model: Any) -> float:
@@ -117,11 +121,17 @@ def estimate(graph: Graph, node: Node) -> Estimate:
             return Estimate(None, None, None, "prompt count unknown")
         steps = plan_steps(prompts, algo, rl)[1]
         responses = steps * algo.rollout_batch_size * algo.samples_per_prompt
-        gen = responses * FILL * algo.max_new_tokens
+        kept = responses * FILL * algo.max_new_tokens  # tokens of the trained responses
         # forwards of actor, reference (and critic) over the responses ~ generation cost; updates: epochs x 6P
-        trained = gen * algo.epochs * (2 if algo.uses_critic else 1)
-        forwards = gen * (3 if algo.uses_critic else 2)
-        return Estimate(gen, trained, _hours(parameters(cfg.model), gen + forwards, trained), f"{steps} steps")
+        trained = kept * algo.epochs * (2 if algo.uses_critic else 1)
+        forwards = kept * (3 if algo.uses_critic else 2)
+        note = f"{steps} steps"
+        gen = kept
+        if getattr(algo, "dynamic_sampling", None):  # extra rounds: generated and scored, not trained
+            gen = kept * DS_GENERATED_PER_TRAINED
+            note += (f"; dynamic sampling: {DS_GENERATED_PER_TRAINED:g}x generated assumed "
+                     f"(at most {algo.dynamic_sampling_max_rounds}x)")
+        return Estimate(gen, trained, _hours(parameters(cfg.model), gen + forwards, trained), note)
     if node.stage == "eval":
         params = p.detail["params"]
         problems = prompt_count(p.detail["benchmark"]) if p.detail["benchmark"].kind == "toy" else p.detail["benchmark"].limit
@@ -150,8 +160,11 @@ def _fmt(x: Optional[float]) -> str:
 
 def dry_run(graph: Graph) -> dict[str, Any]:
     """Print the plan (runs, done, edges, estimate) as plain lines; return it as data."""
+    from longcot.study.overrides import lines as change_lines, summary
+
     lines, total, unknown = [], 0.0, 0
     estimates = {}
+    per_run = summary(graph.study, graph.changes)[1]
     for node in graph.ordered():
         est = estimate(graph, node)
         estimates[node.key] = est
@@ -164,12 +177,16 @@ def dry_run(graph: Graph) -> dict[str, Any]:
                      f"generate {_fmt(est.generated):>8}  train {_fmt(est.trained):>8}  GPU-h {gpu_h:>8}"
                      f"{'  (' + est.note + ')' if est.note else ''}")
         lines.append(f"      {node.plan.run_dir}")
+        if node.key in per_run:
+            lines.append(f"      command line: {', '.join(map(str, per_run[node.key]))}")
         if node.upstream:
             lines.append(f"      after (afterok): {', '.join(node.upstream)}")
     edges = list(graph.edges())
     todo = sum(not n.plan.done for n in graph.nodes.values())
     stage_runs = sum(len(k) for k in graph.cells.values())
     print(f"longcot study {graph.study.name}: dry run (nothing runs)")
+    for line in change_lines(graph.study, graph.changes):
+        print(line)
     print("\n".join(lines))
     print(f"{len(graph.nodes)} unique stage runs ({todo} to run, {len(graph.nodes) - todo} done) for "
           f"{len(graph.study.points)} points ({stage_runs} stage runs before deduplication); {len(edges)} dependency edges")

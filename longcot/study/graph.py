@@ -10,7 +10,7 @@ SFT without a distill stage in its point plans its distill from ``sft.teacher``)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from longcot.stages.base import Plan
 from longcot.study.spec import STAGE_ORDER, Point, Study, compose_stage
@@ -43,6 +43,8 @@ class Graph:
     study: Study
     nodes: dict[str, Node]
     cells: dict[tuple[str, str], list[str]]
+    # per run key: the keys the command line changed in it (:mod:`longcot.study.overrides`)
+    changes: dict[str, list[Any]] = field(default_factory=dict)
 
     def ordered(self) -> list[Node]:
         """The nodes by stage (distill, sft, rl, eval), then in planning order: a dependency order."""
@@ -104,14 +106,26 @@ def plan_point(study: Study, point: Point) -> list[list[Plan]]:
 
 def build_graph(study: Study) -> Graph:
     """Plan every point (nothing is written) and merge equal identities into one node each."""
+    from longcot.stages import plan_follow_ups
+    from longcot.study.overrides import stage_changes
+
     nodes: dict[str, Node] = {}
     cells: dict[tuple[str, str], list[str]] = {}
+    changes: dict[str, list[Any]] = {}
     for point in study.points:
         for plans in plan_point(study, point):
             cells[(point.name, plans[0].stage)] = [_add(nodes, p, point.name) for p in plans]
+            for key in cells[(point.name, plans[0].stage)]:
+                seen = changes.setdefault(key, [])
+                seen += [c for c in stage_changes(study, point, plans[0].stage) if c not in seen]
+            follow = plan_follow_ups(plans)  # <stage>.eval_benchmarks: eval runs of the checkpoint
+            if follow:
+                keys = [_add(nodes, p, point.name) for p in follow]
+                if "eval" not in point.stages:
+                    cells[(point.name, "eval")] = keys
             implicit = list(plans[0].upstream)  # upstream runs a stage planned itself: cells of the point too
             while implicit:
                 u = implicit.pop()
                 cells.setdefault((point.name, u.stage), [node_key(u)])
                 implicit.extend(u.upstream)
-    return Graph(study, nodes, cells)
+    return Graph(study, nodes, cells, changes)

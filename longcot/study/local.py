@@ -63,6 +63,9 @@ def run_local(graph: Graph) -> LocalOutcome:
     """Every run of ``graph`` in dependency order (see the module docstring)."""
     out = LocalOutcome()
     blocked: set[str] = set()
+    done = [n for n in graph.ordered() if n.plan.done and not n.plan.cfg.get("force", False)]
+    log.info("study %s: %d unique stage runs: %d done, skipped; %d to run", graph.study.name, len(graph.nodes),
+             len(done), len(graph.nodes) - len(done))
     for node in graph.ordered():
         plan = node.plan
         force = bool(plan.cfg.get("force", False))

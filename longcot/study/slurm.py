@@ -10,20 +10,31 @@ once everything is submitted.
   administrator's ``scontrol requeue`` restarts the same pickle. Either way the stage's ``run`` finds
   its own latest checkpoint and resumes; ``DONE`` makes a rerun a no-op.
 * Resources: ``cluster.*``, overridden per stage by ``cluster.stages.<stage>.*`` (:class:`StudyResources`).
+* Several processes (``nodes`` x ``tasks_per_node`` > 1, sft / rl only): one job over the nodes, srun
+  starts one task per GPU on each; the batch script (on the head node) exports ``MASTER_ADDR`` (the
+  head node) and ``MASTER_PORT`` (a port free there), from which every task joins the process group
+  (:func:`longcot.training.distributed.slurm_rendezvous`). On USR2 only task 0 requeues the job; SLURM
+  then stops every task and the requeued job resumes from the run's latest checkpoint on all nodes.
+* ``scratch_dir``: a node-local directory (the same path on every node): each task's ``TMPDIR`` and
+  compile / JIT caches go under it, per node; outputs always go to the (shared) run directory.
 """
 
 from __future__ import annotations
 
 import getpass
 import logging
+import os
+import shlex
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from longcot.stages.base import Plan
+from longcot.stages.base import TRAINING_STAGES, Plan
 from longcot.study import records
 from longcot.study.graph import Graph, Node
 
@@ -41,13 +52,18 @@ class StudyResources:
     qos: Optional[str] = None
     nodes: int = 1
     gpus_per_node: int = 0
-    tasks_per_node: int = 1  # one per GPU for DeepSpeed (SFT/RL); 1 for vLLM tensor parallelism / eval
+    tasks_per_node: Optional[int] = None  # None: one per GPU for sft / rl, 1 for the others (vLLM TP / eval)
     cpus_per_task: int = 2
     mem_gb: int = 16
     timeout_min: int = 60
     max_num_timeout: int = 3  # requeues after a time limit / preemption (submitit's USR2 checkpoint)
     setup: list[str] = field(default_factory=list)  # shell lines before the job (modules, conda)
     additional_parameters: dict[str, Any] = field(default_factory=dict)  # any other #SBATCH key
+    scratch_dir: Optional[str] = None  # node-local: TMPDIR and caches of each task (never outputs)
+
+    @property
+    def processes(self) -> int:
+        return self.nodes * (self.tasks_per_node or 1)
 
     @classmethod
     def of(cls, cluster: Any, stage: str) -> "StudyResources":
@@ -63,40 +79,78 @@ class StudyResources:
                 from omegaconf import OmegaConf
 
                 values[key] = OmegaConf.to_container(values[key], resolve=True)
-        return cls(**values)
+        res = cls(**values)
+        where = f"cluster.stages.{stage}" if ("nodes" in per_stage or "tasks_per_node" in per_stage) else "cluster"
+        if res.tasks_per_node is None:
+            res.tasks_per_node = max(1, res.gpus_per_node) if stage in TRAINING_STAGES else 1
+        if res.processes > 1 and stage not in TRAINING_STAGES:
+            raise ValueError(f"{where}: nodes={res.nodes} x tasks_per_node={res.tasks_per_node} for the {stage} stage, "
+                             f"which runs as one process (its engine uses the GPUs of one node); only "
+                             f"{' / '.join(TRAINING_STAGES)} span several processes: set cluster.stages.{stage}.nodes=1 "
+                             f"and cluster.stages.{stage}.tasks_per_node=1")
+        return res
 
 
 class StageJob:
-    """The callable a SLURM job runs: the stage's ``run`` on one plan (a no-op when DONE)."""
+    """The callable a SLURM job runs: the stage's ``run`` on one plan (a no-op when DONE). In a job of
+    several tasks every task runs it: they join one process group (sft / rl) through the rendezvous
+    the batch script exported."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, scratch_dir: Optional[str] = None) -> None:
         self.plan = plan
+        self.scratch_dir = scratch_dir
 
     def __call__(self) -> str:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        import os
-
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         if os.environ.get("SLURM_CPUS_PER_TASK"):  # the CPUs SLURM gave the task, not every core of the node
             import torch
 
             torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
-        from longcot.study.local import run_node
         from longcot.study.graph import node_key
+        from longcot.study.local import run_node
 
         p = self.plan
         log.info("stage job %s: %s run %s", node_key(p), p.stage, p.run_dir)
-        if p.done and not _forced_again(p):
-            log.info("%s is DONE: nothing to do", p.run_dir)
+        scratch = {}
+        if self.scratch_dir:
+            scratch = use_scratch(Path(self.scratch_dir), os.environ.get("SLURM_JOB_ID", "local"),
+                                  os.environ.get("SLURM_PROCID", "0"))
+            log.info("node-local scratch on %s: TMPDIR=%s", socket.gethostname(), scratch["TMPDIR"])
+        try:
+            if p.done and not _forced_again(p):
+                log.info("%s is DONE: nothing to do", p.run_dir)
+                return str(p.run_dir)
+            run_node(Node(node_key(p), p, ()))
             return str(p.run_dir)
-        run_node(Node(node_key(p), p, ()))
-        return str(p.run_dir)
+        finally:
+            if scratch:  # this task's own temporary directory (the caches stay for later jobs)
+                shutil.rmtree(scratch["TMPDIR"], ignore_errors=True)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Requeue this same job (USR2 on preemption / time limit); the stage resumes from its checkpoint."""
         from submitit.helpers import DelayedSubmission
 
-        return DelayedSubmission(StageJob(self.plan))
+        return DelayedSubmission(StageJob(self.plan, self.scratch_dir))
+
+
+SCRATCH_VARS = {"TMPDIR": "tmp-{job}.{task}", "TORCH_EXTENSIONS_DIR": "torch_extensions", "TRITON_CACHE_DIR": "triton"}
+
+
+def use_scratch(scratch: Path, job_id: str, task: str = "0") -> dict[str, str]:
+    """Point this task's temporary files (``TMPDIR``: ``tmp-<job id>.<task>``, its own, removed when the
+    task ends) and JIT / kernel caches (DeepSpeed's op builds, Triton; kept for later jobs) at the
+    node-local ``scratch/longcot``: each node fills its own; nothing there is an output or read by
+    another node."""
+    import tempfile
+
+    base = scratch / "longcot"
+    out = {var: str(base / sub.format(job=job_id, task=task)) for var, sub in SCRATCH_VARS.items()}
+    for path in out.values():
+        Path(path).mkdir(parents=True, exist_ok=True)
+    os.environ.update(out)
+    tempfile.tempdir = None  # re-read TMPDIR
+    return out
 
 
 def _forced_again(plan: Plan) -> bool:
@@ -182,7 +236,8 @@ def _executor(folder: Path, res: StudyResources, name: str, dependency: list[str
         extra["dependency"] = "afterok:" + ":".join(dependency)
         extra["kill-on-invalid-dep"] = "yes"
     params: dict[str, Any] = dict(job_name=name, time=res.timeout_min, nodes=res.nodes, ntasks_per_node=res.tasks_per_node,
-                                  cpus_per_task=res.cpus_per_task, mem=f"{res.mem_gb}GB", setup=list(res.setup),
+                                  cpus_per_task=res.cpus_per_task, mem=f"{res.mem_gb}GB",
+                                  setup=list(res.setup) + (rendezvous_lines() if res.processes > 1 else []),
                                   additional_parameters=extra)
     if res.gpus_per_node:
         params["gpus_per_node"] = res.gpus_per_node
@@ -193,9 +248,25 @@ def _executor(folder: Path, res: StudyResources, name: str, dependency: list[str
     return ex
 
 
+def rendezvous_lines(python: str = sys.executable) -> list[str]:
+    """Batch-script lines (run on the job's head node, before srun) exporting the process group's
+    rendezvous to every task: the head node's name and a port free on it, new at every (re)start."""
+    free_port = "import socket; s = socket.socket(); s.bind(('', 0)); print(s.getsockname()[1])"
+    return ['export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+            f'export MASTER_PORT="$({shlex.quote(python)} -c {shlex.quote(free_port)})"']
+
+
+def study_resources(graph: Graph) -> dict[str, StudyResources]:
+    """Every run's SLURM resources (``cluster`` and ``cluster.stages.<stage>``); a ValueError names the
+    first bad one (e.g. eval on 2 nodes). A config check: it needs no SLURM."""
+    return {n.key: StudyResources.of(n.plan.cfg.cluster, n.stage) for n in graph.nodes.values()}
+
+
 def submit(graph: Graph) -> Submission:
     """Submit every run of ``graph`` that is neither DONE nor queued/running, in dependency order."""
     sub = Submission()
+    # every run's resources first: a bad one (e.g. eval on 2 nodes) fails before any job is submitted
+    resources = study_resources(graph)
     recorded = {n.key: records.slurm_jobs(n.plan) for n in graph.nodes.values()}
     last_ids = [jobs[-1]["job_id"] for jobs in recorded.values() if jobs]
     states = job_states(last_ids)
@@ -210,9 +281,9 @@ def submit(graph: Graph) -> Submission:
             sub.reused[node.key] = jobs[-1]["job_id"]
             continue
         deps = [sub.job_ids[u] for u in node.upstream if u in sub.job_ids]
-        res = StudyResources.of(plan.cfg.cluster, node.stage)
+        res = resources[node.key]
         ex = _executor(folder, res, f"{graph.study.name}-{node.key}", deps)
-        job = ex.submit(StageJob(plan))
+        job = ex.submit(StageJob(plan, res.scratch_dir))
         sub.submitted[node.key] = str(job.job_id)
         paths = job.paths
         records.add_slurm_job(plan, {"job_id": str(job.job_id), "stage": node.stage, "study": graph.study.name,

@@ -1,29 +1,47 @@
 """A study (an ``experiments/`` file with ``study.name`` set): grid points, each a chain of stage runs
 distill -> sft -> rl -> eval (any prefix or suffix), composed with Hydra's compose API.
 
-The config of stage ``S`` of a point is the root config composed with, in order: the command line's
-overrides (with ``+experiment=NAME``), ``study.base``, ``study.stages[S]``, ``point[S]`` and
-``stage=S`` (later overrides win). A point lists the stages it runs; ``[]`` means base + stage
-overrides only.
+The config of stage ``S`` of a point is the root config composed with, in order: ``+experiment=NAME``,
+``study.base``, ``study.stages[S]``, ``point[S]``, the rest of the command line's overrides and
+``stage=S`` (later overrides win: the command line wins over the study's values;
+:mod:`longcot.study.overrides` lists what it changed, per stage run). A point lists the stages it
+runs; ``[]`` means base + stage overrides only.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from longcot.study.seeds import parse_compare
+
+from longcot.study.paper import Paper, parse_paper
 
 STAGE_ORDER = ("distill", "sft", "rl", "eval")
 
 
+# ``study.seeds`` without ``study.seed_overrides``: what one seed sets (data draw, the held-out split, data
+# order, sampling and the tiny model's init); ``{seed}`` is replaced by the seed.
+DEFAULT_SEED_OVERRIDES = (
+    "data.toy_seed={seed}", "data.toy_split_seed={seed}", "benchmark.toy_split_seed={seed}", "benchmark.seed={seed}",
+    "distill.seed={seed}", "distill.budget_seed={seed}", "sft.seed={seed}", "rl.seed={seed}", "model.tiny_seed={seed}",
+)
+
+
 @dataclass(frozen=True)
 class Point:
-    """One grid point: its name and, per stage it runs (in chain order), that stage's overrides."""
+    """One grid point: its name and, per stage it runs (in chain order), that stage's overrides.
+
+    With ``study.seeds`` every point of the file is repeated once per seed: ``name`` is then
+    ``<group>@s<seed>`` and each stage's overrides start with that seed's."""
 
     name: str
     stages: dict[str, tuple[str, ...]]
+    group: str = ""  # the point's name in the study file (== name without seeds)
+    seed: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -36,18 +54,32 @@ class Study:
     base: tuple[str, ...]
     stages: dict[str, tuple[str, ...]]
     points: tuple[Point, ...]
-    paper: dict[str, Any] = field(default_factory=dict)
+    paper: Paper = field(default_factory=Paper)  # study.paper: cited values and plot statements (study/paper.py)
     output_root: str = "runs"
+    seeds: tuple[int, ...] = ()  # study.seeds: every point repeated per seed (empty: no seed axis)
+    compare: tuple[Any, ...] = ()  # study.compare: longcot.study.seeds.Compare, arms compared per seed
 
-    def stage_overrides(self, point: Point, stage: str) -> list[str]:
-        """The overrides that compose ``stage`` of ``point`` (command line < base < stage < point)."""
-        return [*self.overrides, *self.base, *self.stages.get(stage, ()), *point.stages[stage], f"stage={stage}"]
+    def groups(self) -> list[str]:
+        """The points' names as the study file gives them (one per group of seeds), in file order."""
+        return list(dict.fromkeys(p.group or p.name for p in self.points))
+
+    def stage_overrides(self, point: Point, stage: str, command_line: bool = True) -> list[str]:
+        """The overrides that compose ``stage`` of ``point``: the experiment, then base < stage < point <
+        the rest of the command line (the command line wins; without ``command_line``: the study's own)."""
+        chosen = [o for o in self.overrides if is_experiment(o) or o.lstrip("+").startswith("hydra")]
+        rest = [o for o in self.overrides if o not in chosen] if command_line else []
+        return [*chosen, *self.base, *self.stages.get(stage, ()), *point.stages[stage], *rest, f"stage={stage}"]
 
     def point(self, name: str) -> Point:
         for p in self.points:
             if p.name == name:
                 return p
         raise ValueError(f"study {self.name}: no point {name!r}; valid: {', '.join(p.name for p in self.points)}")
+
+
+def is_experiment(override: str) -> bool:
+    """Whether ``override`` selects the experiment (``+experiment=NAME``)."""
+    return override.lstrip("+").startswith("experiment=")
 
 
 def _strings(value: Any, key: str) -> tuple[str, ...]:
@@ -85,15 +117,57 @@ def parse_study(cfg: DictConfig, overrides: Sequence[str] = ()) -> Study:
         chain = {st: _strings(raw[st], f"study.points[{i}].{st}") for st in STAGE_ORDER if st in raw}
         if not chain:
             raise ValueError(f"study.points[{i}] ({name}): lists no stage; valid: {', '.join(STAGE_ORDER)}")
-        points.append(Point(name, chain))
+        points.append(Point(name, chain, group=name))
     if not points:
         raise ValueError(f"study.points: study {s.name} has no grid point")
-    paper = OmegaConf.to_container(s.paper, resolve=True) if s.paper is not None else {}
-    for point in paper:
-        if point not in names:
-            raise ValueError(f"study.paper.{point}: not a point of the study; valid: {', '.join(sorted(names))}")
+    seeds = _seeds(s.get("seeds"))
+    if seeds:
+        templates = _strings(s.get("seed_overrides"), "study.seed_overrides") if s.get("seed_overrides") is not None \
+            else DEFAULT_SEED_OVERRIDES
+        points = _with_seeds(points, seeds, templates, _strings(s.base, "study.base"), stages)
+    paper = parse_paper(OmegaConf.to_container(s.paper, resolve=True) if s.paper is not None else None, sorted(names))
     return Study(str(s.name), str(s.description or ""), tuple(overrides), _strings(s.base, "study.base"), stages,
-                 tuple(points), paper, str(cfg.output_root))
+                 tuple(points), paper, str(cfg.output_root), tuple(seeds),
+                 parse_compare(OmegaConf.to_container(s.compare, resolve=True) if s.get("compare") else None,
+                               list(dict.fromkeys(p.group or p.name for p in points))))
+
+
+def _seeds(value: Any) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"study.seeds: must be a list of integers (e.g. [0, 1, 2]), got {value!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"study.seeds: {value!r} repeats a seed")
+    return list(value)
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _with_seeds(points: list[Point], seeds: list[int], templates: Sequence[str], base: Sequence[str],
+                stages: dict[str, tuple[str, ...]]) -> list[Point]:
+    """Each point once per seed, its stages starting with the seed's overrides. A key that the seed sets
+    may not be set by the study too (one of the two would be ignored): that is an error naming both."""
+    for t in templates:
+        if "=" not in t or "{seed}" not in t:
+            raise ValueError(f"study.seed_overrides: {t!r} must be KEY=VALUE with {{seed}} in the value")
+    seeded = {_key(t): t for t in templates}
+    for where, overrides in [("study.base", base), *[(f"study.stages.{st}", o) for st, o in stages.items()],
+                             *[(f"study.points ({p.name}).{st}", o) for p in points for st, o in p.stages.items()]]:
+        for o in overrides:
+            if _key(o) in seeded:
+                raise ValueError(f"{where}: sets {_key(o)!r}, which study.seeds sets per seed ({seeded[_key(o)]!r}); "
+                                 "remove one of them (or list study.seed_overrides without it)")
+    out = []
+    for p in points:
+        for seed in seeds:
+            ovr = tuple(t.replace("{seed}", str(seed)) for t in templates)
+            out.append(Point(f"{p.name}@s{seed}", {st: (*ovr, *o) for st, o in p.stages.items()}, group=p.name, seed=seed))
+    return out
 
 
 @contextmanager

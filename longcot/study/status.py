@@ -1,6 +1,7 @@
-"""``longcot status +experiment=NAME``: grid points x stages, each cell done / running / pending /
-failed, with the SLURM job id and log path; from the ``DONE`` markers, the records of the study
-driver (:mod:`longcot.study.records`) and SLURM (``squeue``, ``sacct``, ``scontrol``)."""
+"""``longcot status +experiment=NAME``: grid points x stages, each cell done / running / interrupted /
+pending / failed, then one row per unique stage run with its state, SLURM job id (or ``local``) and log
+path; from the ``DONE`` markers, the run directories (a killed run's latest checkpoint), the records of
+the study driver (:mod:`longcot.study.records`) and SLURM (``squeue``, ``sacct``, ``scontrol``)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from longcot.study import records
 from longcot.study.graph import Graph
 from longcot.study.spec import STAGE_ORDER
 
-STATES = ("done", "running", "pending", "failed")
+STATES = ("done", "running", "interrupted", "pending", "failed")
 
 
 @dataclass(frozen=True)
 class RunState:
-    """A stage run's state, its latest SLURM job (if any), its log and (failed) the reason."""
+    """A stage run's state, its latest SLURM job (if any), its log and (failed) the reason or
+    (interrupted) how far it got."""
 
     state: str
     job_id: Optional[str] = None
@@ -39,6 +41,22 @@ def _locked(run_dir: Path) -> bool:
             return True
         fcntl.flock(fh, fcntl.LOCK_UN)
     return False
+
+
+def progress(run_dir: Path) -> Optional[str]:
+    """How far an unfinished run got: its latest checkpoint's step, or that it wrote partial outputs;
+    None when it wrote nothing (no directory, or only its config snapshot and lock)."""
+    from longcot.stages.base import CONFIG
+    from longcot.training.checkpoint import periodic_checkpoints
+
+    if not run_dir.is_dir():
+        return None
+    found = periodic_checkpoints(run_dir)
+    if found:
+        return f"at step {int(found[-1].name.split('-')[1])}, resumes there"
+    if {p.name for p in run_dir.iterdir()} - {CONFIG, LOCK}:
+        return "partial outputs, resumes from them"
+    return None
 
 
 def run_states(graph: Graph) -> dict[str, RunState]:
@@ -75,6 +93,11 @@ def run_states(graph: Graph) -> dict[str, RunState]:
             continue
         if local is not None and local.get("state") == "failed":
             out[key] = RunState("failed", job_id, log, local.get("error"))
+            continue
+        reached = progress(run_dir)
+        if reached is not None or (local is not None and local.get("state") == "running"):
+            # started and no longer running (killed): it resumes from what it wrote
+            out[key] = RunState("interrupted", job_id, log, reached or "nothing written yet")
         else:
             out[key] = RunState("pending", job_id, log)
     return out
@@ -82,7 +105,7 @@ def run_states(graph: Graph) -> dict[str, RunState]:
 
 def cell_state(graph: Graph, states: dict[str, RunState], keys: list[str]) -> RunState:
     """One table cell (several runs for an eval of several benchmarks): the worst state wins."""
-    worst = max((states[k] for k in keys), key=lambda s: ("done", "pending", "running", "failed").index(s.state))
+    worst = max((states[k] for k in keys), key=lambda s: ("done", "pending", "interrupted", "running", "failed").index(s.state))
     return worst
 
 
@@ -100,11 +123,24 @@ def table(graph: Graph) -> tuple[list[str], list[list[str]]]:
                 continue
             st = cell_state(graph, states, keys)
             text = st.state + (f" [job {st.job_id}]" if st.job_id else "")
-            if st.state == "failed":
+            if st.state == "interrupted":
+                text += f" ({st.reason})"
+            elif st.state == "failed":
                 text += f" ({st.reason}; log: {st.log})"
             row.append(text)
         rows.append(row)
     return ["point", *stages], rows
+
+
+def run_table(graph: Graph, states: dict[str, RunState]) -> tuple[list[str], list[list[str]]]:
+    """One row per unique stage run: its key, state (and why / how far), job and log."""
+    rows = []
+    for node in graph.ordered():
+        st = states[node.key]
+        state = st.state + (f" ({st.reason})" if st.reason and st.state in ("failed", "interrupted") else "")
+        job = st.job_id or ("local" if st.log else "-")
+        rows.append([node.key, ", ".join(node.points), state, job, st.log or "-"])
+    return ["run", "points", "state", "job", "log"], rows
 
 
 def print_status(graph: Graph) -> dict[str, RunState]:
@@ -117,5 +153,11 @@ def print_status(graph: Graph) -> dict[str, RunState]:
     footer = [f"{len(states)} unique stage runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
     footer += [f"failed: {graph.nodes[k].stage} {graph.nodes[k].plan.run_dir}: {st.reason} (log: {st.log})"
                for k, st in states.items() if st.state == "failed"]
-    print_table(f"longcot study {graph.study.name}: status", columns, rows, footer)
+    print_table(f"longcot study {graph.study.name}: status", columns, rows)
+    run_columns, run_rows = run_table(graph, states)  # plain lines: paths stay whole and copyable
+    widths = [max(len(r[i]) for r in [run_columns, *run_rows]) for i in range(len(run_columns) - 1)]
+    for row in [run_columns, *run_rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
+    for line in footer:
+        print(line)
     return states

@@ -64,9 +64,9 @@ class MetricsLog:
 
 def progress_bar(total: int, initial: int = 0, *, desc: str = "train", disable: bool = False):
     """A tqdm bar over optimizer steps (starts at ``initial`` on resume)."""
-    from tqdm.auto import tqdm
+    from longcot.progress import bar
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=disable, dynamic_ncols=True)
+    return bar(total=total, initial=initial, desc=desc, unit="step", disable=disable, dynamic_ncols=True)
 
 
 def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -8,7 +8,7 @@
 # The device machine starts bare and has NO network: `pip install -e '.[gpu]'` cannot work there. Its
 # image already has torch, transformers, tokenizers, numpy, sympy, matplotlib, rich, tqdm, safetensors,
 # but not omegaconf / antlr4 / math-verify (imported by longcot) nor vllm / deepspeed. So:
-#   * with network (pypi.org reachable, or BENCH_VENV=1): a venv (--system-site-packages) with
+#   * with network (pip's configured package index answers, or BENCH_VENV=1): a venv (--system-site-packages) with
 #     pip install -e '.[gpu]' (vllm==0.31.0, deepspeed), bounded by BENCH_INSTALL_S seconds;
 #   * offline: the wheels in .whl/ (made by `prepare`, travel with `carry: [".whl"]`) are installed
 #     with --no-index into /tmp/site, and longcot runs from the checkout (PYTHONPATH). vLLM is then
@@ -54,7 +54,8 @@ export PYTHONUNBUFFERED=1
 online=0
 if [ "${BENCH_VENV:-}" = 1 ]; then
     online=1
-elif [ "${BENCH_VENV:-}" != 0 ] && timeout 5 $PY -c "import socket; socket.create_connection(('pypi.org', 443), 3)" 2>/dev/null; then
+elif [ "${BENCH_VENV:-}" != 0 ] && timeout 15 $PY -m pip index versions omegaconf --timeout 5 --retries 0 >/dev/null 2>&1; then
+    # the network probe goes through pip's own configuration (its index URL, proxies): no host named here
     online=1
 fi
 if [ $online = 1 ]; then

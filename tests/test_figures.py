@@ -1,0 +1,180 @@
+"""Every figure longcot draws, rendered from a small finished study (distill -> SFT at two N -> RL ->
+eval, and the untrained model as a baseline point) and checked through its matplotlib artists: every
+line, bar and marker has a legend entry, no text lies outside its axes (annotations) or the figure
+(titles, labels, legends), and the title names the model and the data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from longcot import runs
+
+pytestmark = pytest.mark.slow
+
+
+def check_figure(fig: Any, *names: str) -> None:
+    """The artist checks of the module docstring on a drawn figure; ``names`` must be in its titles."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+    in_legend = {t.get_text() for leg in legends for t in leg.get_texts()}
+    for ax in fig.axes:
+        shown = [ln for ln in ax.get_lines() if len(ln.get_xdata())] + list(ax.containers) + list(ax.collections)
+        for artist in shown:
+            label = artist.get_label()
+            if label.startswith("_") and getattr(artist, "patches", None):  # hist labels its first bar, not the container
+                label = artist.patches[0].get_label()
+            assert label in in_legend, f"{artist!r} ({label!r}) has no legend entry"
+        box = ax.get_window_extent(renderer)
+        for text in ax.texts:
+            if text.get_text() and text.get_visible():
+                ext = text.get_window_extent(renderer)
+                assert (ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1 and ext.y0 >= box.y0 - 1 and ext.y1 <= box.y1 + 1), \
+                    f"text {text.get_text()!r} runs past its axes"
+    page = fig.bbox
+    drawn = [ax.get_tightbbox(renderer) for ax in fig.axes]  # what each axes draws: ticks, labels, title, legend
+    drawn += [t.get_window_extent(renderer) for t in [fig._suptitle, *fig.texts] if t is not None and t.get_text()]
+    drawn += [leg.get_window_extent(renderer) for leg in fig.legends]
+    for ext in drawn:
+        assert ext.x0 >= page.x0 - 1 and ext.x1 <= page.x1 + 1 and ext.y0 >= page.y0 - 1 and ext.y1 <= page.y1 + 1, \
+            f"a text or legend runs past the figure ({ext} outside {page})"
+    titles = " ".join([fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes])
+    for name in names:
+        assert name in titles, f"{name!r} not in the titles {titles!r}"
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import torch
+
+    from longcot.study.graph import build_graph
+    from longcot.study.local import run_local
+    from longcot.study.spec import load_study
+    from tests.test_study_graph import write_study
+
+    tmp = tmp_path_factory.mktemp("figstudy")
+    overrides = write_study(tmp, broken=False)
+    path = tmp / "conf" / "experiment" / "tstudy.yaml"
+    path.write_text(path.read_text().replace("  paper:", "    - name: base\n      eval: []\n  paper:"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        graph = build_graph(load_study(overrides))
+        outcome = run_local(graph)
+    finally:
+        torch.set_num_threads(threads)
+    assert outcome.ok and all(n.plan.done for n in graph.nodes.values())
+    return graph
+
+
+def test_study_figures_label_every_artist_and_name_model_and_data(finished_study: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    from longcot.study import figures
+    from longcot.study.collect import collect, rows
+
+    graph = finished_study
+    result = rows(graph)
+    made = {"sft_scaling": figures.sft_scaling_figure(graph, result), "rl_dynamics": figures.rl_dynamics_figure(graph),
+            "reward_variants": figures.reward_variants_figure(graph, result)}
+    for name, fig in made.items():
+        assert fig is not None, name
+        check_figure(fig, "tstudy", "model tiny", "data toy", "eval toy (4 problems)")
+    # the untrained baseline is drawn (the base point), the RL point is a marker with its gain in the legend
+    labels = [t.get_text() for t in made["sft_scaling"].axes[0].get_legend().get_texts()]
+    assert "untrained (base, toy)" in labels and any(lab.startswith("+RL grpo/classic (") for lab in labels)
+    assert "SFT start" in [t.get_text() for t in made["reward_variants"].axes[0].get_legend().get_texts()]
+    for fig in made.values():
+        plt.close(fig)
+    written = collect(graph)["figures"]
+    assert sorted(p.name for p in written) == ["fig_reward_variants.png", "fig_rl_dynamics.png", "fig_sft_scaling.png"]
+
+
+def test_eval_and_rl_run_figures_label_every_artist_and_name_checkpoint_and_data(finished_study: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    from longcot.analysis.plots import eval_figure
+    from longcot.rl.plots import progress_title, rl_progress_figure
+
+    graph = finished_study
+    for node in graph.nodes.values():
+        if node.stage == "eval":
+            summary = runs.read_json(node.plan.run_dir / "summary.json")
+            fig = eval_figure(runs.read_jsonl(node.plan.run_dir / "samples.jsonl"), summary)
+            checkpoint = summary["checkpoint"] or "untrained"
+            check_figure(fig, "tiny", checkpoint, "toy", "4 problems")
+            if not node.upstream:
+                assert checkpoint == "untrained"
+            plt.close(fig)
+        if node.stage == "rl":
+            recs = runs.read_jsonl(node.plan.run_dir / "metrics.jsonl")
+            sft = graph.nodes[node.upstream[-1]].plan.run_dir.name
+            model = type("M", (), {"name": "tiny", "path": str(graph.nodes[node.upstream[-1]].plan.run_dir / "final" / "model")})
+            problems = [type("P", (), {"kind": "toy"})()] * 8
+            fig = rl_progress_figure(recs, progress_title("grpo", "classic", model, problems))
+            check_figure(fig, "tiny", f"from {sft}", "8 toy training prompts")
+            labels = {t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()}
+            assert {"accuracy", "truncated", "reward"} <= labels  # the reward on the twin axis is in the legend
+            plt.close(fig)
+
+
+def test_eval_figure_without_reflection_keywords_says_so_on_a_0_to_1_axis() -> None:
+    from longcot.analysis.plots import eval_figure
+
+    summary = {"benchmark": "toy", "model": "tiny", "checkpoint": None, "accuracy": 0.5, "truncation_rate": 0.0,
+               "num_problems": 2, "samples_per_problem": 1, "sampling": {"max_new_tokens": 16},
+               "reflection": {k: {"per_response": 0.0} for k in ("wait", "recheck")}}
+    fig = eval_figure([{"tokens": 5, "correct": True}, {"tokens": 9, "correct": False}], summary)
+    check_figure(fig, "tiny (untrained) on toy", "max 16 new tokens")
+    ax_kw = fig.axes[1]
+    assert ax_kw.get_ylim() == (0, 1)
+    assert [t.get_text() for t in ax_kw.texts] == ["no reflection keyword in any response"]
+
+
+def test_check_figure_catches_an_unlabelled_line_and_text_past_the_axes() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="a")
+    ax.plot([0, 1], [1, 0], label="b")
+    ax.legend(handles=ax.get_lines()[:1])
+    ax.set_title("model tiny on toy")
+    with pytest.raises(AssertionError, match="has no legend entry"):
+        check_figure(fig, "tiny")
+    ax.legend()
+    ax.text(0.9, 0.5, "a label much too long to fit inside these axes", transform=ax.transAxes)
+    with pytest.raises(AssertionError, match="runs past its axes"):
+        check_figure(fig, "tiny")
+    plt.close(fig)
+
+
+def test_results_table_shows_each_evals_truncation_share(finished_study: Any) -> None:
+    """The table beside "mean tokens": the share of responses that hit the generation limit (at 100%
+    the mean is that limit), from each eval's summary."""
+    from longcot.study.collect import NARROW, WIDE, rows, table
+
+    graph = finished_study
+    result = rows(graph)
+    wide_cols, wide, narrow_cols, narrow = table(graph, result)
+    assert wide_cols == WIDE and "truncated (%)" in WIDE and "trunc %" in narrow_cols
+    for r, w, n in zip(result, wide, narrow):
+        share = runs.read_json(graph.nodes[r.eval_key].plan.run_dir / "summary.json")["truncation_rate"]
+        assert w[WIDE.index("truncated (%)")] == n[narrow_cols.index("trunc %")] == f"{100 * share:.0f}"
+
+
+def test_relaunch_of_a_finished_study_says_every_run_is_done_and_skipped(finished_study: Any, caplog) -> None:
+    import logging
+
+    from longcot.study.local import run_local
+
+    with caplog.at_level(logging.INFO, logger="longcot.study.local"):
+        again = run_local(finished_study)
+    n = len(finished_study.nodes)
+    assert len(again.done_before) == n and not again.ran
+    assert f"study tstudy: {n} unique stage runs: {n} done, skipped; 0 to run" in caplog.text

@@ -1,0 +1,87 @@
+"""Seeds as a study axis: every point repeated per seed with the seed's overrides (data draw, split,
+order, sampling, init), collisions refused, and ``collect`` reporting per point the mean with a 95%
+Student-t interval and the paired difference of compared arms. Eval outputs are written by hand (what
+the eval stage writes); nothing is trained."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from longcot import runs
+from longcot.study.collect import collect
+from longcot.study.graph import build_graph
+from longcot.study.seeds import Interval, t975
+from longcot.study.spec import load_study
+
+STUDY = """# @package _global_
+defaults:
+  - override /data: twin
+  - override /benchmark: twin
+study:
+  name: tseeds
+  seeds: [0, 1, 2]
+  base: ["logger=none"]
+  stages:
+    eval: ["benchmark.limit=5"]
+  points:
+    - {name: long, eval: ["model=synthetic-long", "generation=synthetic"]}
+    - {name: short, eval: ["model=synthetic-short", "generation=synthetic_short"]}
+  compare:
+    - {cite: "Fig. 1", a: long, b: short, expect: ">", benchmark: twin}
+"""
+
+
+def _load(tmp_path: Path, text: str = STUDY, extra: tuple[str, ...] = ()):
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "tseeds.yaml").write_text(text)
+    return load_study([f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "+experiment=tseeds",
+                       f"output_root={tmp_path / 'runs'}", *extra])
+
+
+def test_t_quantiles_and_interval_by_hand() -> None:
+    assert t975(2) == 4.303 and t975(11) == 2.228 and t975(100) == 1.96
+    iv = Interval((10.0, 20.0, 30.0))  # mean 20, sd 10, se 10/sqrt(3)
+    assert iv.mean == 20.0 and math.isclose(iv.half_width, 4.303 * 10 / math.sqrt(3))
+    assert Interval((5.0,)).half_width is None and "1 seed" in Interval((5.0,)).describe()
+
+
+def test_seeds_repeat_every_point_with_the_seeds_overrides(tmp_path: Path) -> None:
+    study = _load(tmp_path)
+    assert [p.name for p in study.points] == ["long@s0", "long@s1", "long@s2", "short@s0", "short@s1", "short@s2"]
+    assert study.groups() == ["long", "short"]
+    graph = build_graph(study)
+    cfgs = {p.name: graph.nodes[graph.cells[(p.name, "eval")][0]].plan.cfg for p in study.points}
+    assert [cfgs[f"long@s{s}"].benchmark.toy_split_seed for s in range(3)] == [0, 1, 2]
+    assert [cfgs[f"long@s{s}"].benchmark.seed for s in range(3)] == [0, 1, 2]
+    assert cfgs["long@s1"].data.toy_seed == 1 and cfgs["short@s2"].model.tiny_seed == 2
+    assert len({graph.cells[(p.name, "eval")][0] for p in study.points}) == 6  # six distinct runs
+
+
+def test_a_key_set_by_the_study_and_by_the_seeds_is_refused(tmp_path: Path) -> None:
+    text = STUDY.replace('base: ["logger=none"]', 'base: ["logger=none", "sft.seed=3"]')
+    with pytest.raises(ValueError, match=r"study.base: sets 'sft.seed', which study.seeds sets per seed"):
+        _load(tmp_path, text)
+    with pytest.raises(ValueError, match=r"study.compare\[0\].b='shrt': not a point"):
+        _load(tmp_path, STUDY.replace("b: short", "b: shrt"))
+
+
+def test_collect_reports_means_intervals_and_the_paired_difference(tmp_path: Path) -> None:
+    graph = build_graph(_load(tmp_path))
+    acc = {("long", 0): 0.60, ("long", 1): 0.70, ("long", 2): 0.80, ("short", 0): 0.10, ("short", 1): 0.20}
+    for p in graph.study.points:  # short@s2 is not run
+        if (p.group, p.seed) in acc:
+            run_dir = graph.nodes[graph.cells[(p.name, "eval")][0]].plan.run_dir
+            runs.write_json(Path(run_dir) / "summary.json", {"accuracy": acc[(p.group, p.seed)], "mean_tokens": 50.0})
+            runs.mark_done(Path(run_dir))
+    out = collect(graph, figures=False)
+    seeds = (tmp_path / "runs" / "studies" / "tseeds" / "seeds.md").read_text()
+    hw = t975(2) * 10 / math.sqrt(3)
+    assert f"| long | twin | 3/3 | 60.0, 70.0, 80.0 | 70.0 (95% CI [{70 - hw:.1f}, {70 + hw:.1f}]; n=3) |" in seeds
+    assert "| short | twin | 2/3 | 10.0, 20.0 |" in seeds
+    # paired by seed: s0 +50, s1 +50 (s2 has no short): mean 50, sd 0 -> an interval of width 0 excludes 0
+    line = next(x for x in out["footer"] if x.startswith("Fig. 1"))
+    assert "REPRODUCED" in line and "s0: +50.0, s1: +50.0" in line and "n=2" in line
