@@ -99,7 +99,7 @@ def vgen(cfg):
     gen = build_generator(cfg, GenerationConfig(backend="vllm", device=device, gpu_memory_utilization=0.2))
     print(f"\nvLLM engine start: {time.perf_counter() - t0:.1f} s")
     yield gen
-    del gen.llm
+    gen.close()
 
 
 @pytest.fixture(scope="module")

@@ -391,11 +391,11 @@ def test_vllm_rollout_logprobs_match_hf_teacher_forced(one_torch_thread):
     from longcot.rl.experience import action_logprobs, build_rollout
 
     cfg = ModelConfig(name="tiny", path="tiny")
-    gen = VLLMGenerator(cfg, return_logprobs=True)
     model, tok = load_model_and_tokenizer(cfg, device="cpu")
     prompts = [chat_prompt(p) for p in toy_problems(2, 0)]
-    comps = [c for row in gen.generate(prompts, SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=8, n=2),
-                                       progress=False) for c in row]
+    with VLLMGenerator(cfg, return_logprobs=True) as gen:
+        comps = [c for row in gen.generate(prompts, SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=8, n=2),
+                                           progress=False) for c in row]
     ro = build_rollout([encode_prompt(tok, p) for p in prompts for _ in range(2)], [c.token_ids for c in comps],
                        [c.truncated for c in comps], eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
                        truncated_eos="keep")

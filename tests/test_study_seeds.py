@@ -85,3 +85,11 @@ def test_collect_reports_means_intervals_and_the_paired_difference(tmp_path: Pat
     # paired by seed: s0 +50, s1 +50 (s2 has no short): mean 50, sd 0 -> an interval of width 0 excludes 0
     line = next(x for x in out["footer"] if x.startswith("Fig. 1"))
     assert "REPRODUCED" in line and "s0: +50.0, s1: +50.0" in line and "n=2" in line
+
+
+def test_study_only_runs_the_named_points_and_refuses_unknown_names(tmp_path: Path) -> None:
+    study = _load(tmp_path, extra=("study.only=[short]",))
+    assert [p.name for p in study.points] == ["short@s0", "short@s1", "short@s2"]
+    assert [c.a for c in study.compare] == ["long"]  # the comparison stays (collect shows it as not run)
+    with pytest.raises(ValueError, match=r"study.only: no point 'lnog'; did you mean long\? valid: long, short"):
+        _load(tmp_path, extra=("study.only=[lnog]",))

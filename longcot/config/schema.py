@@ -212,6 +212,9 @@ class StudyConfig:
     seed_overrides: Optional[list[str]] = None
     # arms compared per seed, with the paper's direction (longcot/study/seeds.py)
     compare: list[dict[str, Any]] = field(default_factory=list)
+    # run only these points (names as the study file gives them; None: every point). The plan, status and
+    # collect then cover only these; comparisons of a left-out arm show as not run.
+    only: Optional[list[str]] = None
 
 
 @dataclass

@@ -209,6 +209,21 @@ class VLLMGenerator:
         self.llm = llm
         self.max_model_len = self._engine_max_len(hf_config)
 
+    def close(self) -> None:
+        """Stop the engine's core process and close its sockets now (idempotent). Without it the engine
+        stops when the ``LLM`` is garbage-collected; if that happens inside a reference cycle (e.g. a failed
+        test's traceback), zmq's context teardown can block the collecting thread for good."""
+        llm, self.llm = getattr(self, "llm", None), None
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
+    def __enter__(self) -> "VLLMGenerator":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def _cpu_settings(self, hf_config: Any, dtype: str) -> dict[str, Any]:
         """Engine arguments the CPU build needs (see the module docstring)."""
         from longcot.models.loading import check_fits_device

@@ -588,6 +588,8 @@ def train(
                 plot_rl_progress(metrics.records(), run_dir / PLOT,
                                  title=progress_title(algorithm.name, reward_cfg.name, model, problems))
     bar.close()
+    if hasattr(generator, "close"):  # a colocated vLLM engine: stop it now, not at garbage collection
+        generator.close()
 
     save_checkpoint(run_dir, {"actor": actor}, step=total_steps, tokenizers={"actor": tokenizer}, tag=FINAL,
                     training_state=False)

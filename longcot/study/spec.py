@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+import difflib
 from typing import Any, Iterator, Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -120,6 +121,8 @@ def parse_study(cfg: DictConfig, overrides: Sequence[str] = ()) -> Study:
         points.append(Point(name, chain, group=name))
     if not points:
         raise ValueError(f"study.points: study {s.name} has no grid point")
+    file_names = [p.name for p in points]
+    points = _only(points, s.get("only"))
     seeds = _seeds(s.get("seeds"))
     if seeds:
         templates = _strings(s.get("seed_overrides"), "study.seed_overrides") if s.get("seed_overrides") is not None \
@@ -129,7 +132,23 @@ def parse_study(cfg: DictConfig, overrides: Sequence[str] = ()) -> Study:
     return Study(str(s.name), str(s.description or ""), tuple(overrides), _strings(s.base, "study.base"), stages,
                  tuple(points), paper, str(cfg.output_root), tuple(seeds),
                  parse_compare(OmegaConf.to_container(s.compare, resolve=True) if s.get("compare") else None,
-                               list(dict.fromkeys(p.group or p.name for p in points))))
+                               file_names))
+
+
+def _only(points: list[Point], value: Any) -> list[Point]:
+    """The points ``study.only`` names (in file order), or all of them when it is unset."""
+    if value is None:
+        return points
+    names = list(_strings(value, "study.only"))
+    valid = [p.name for p in points]
+    for name in names:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=2)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ValueError(f"study.only: no point {name!r}; {hint}valid: {', '.join(valid)}")
+    if not names:
+        raise ValueError("study.only: empty; name at least one point (or leave it unset for every point)")
+    return [p for p in points if p.name in names]
 
 
 def _seeds(value: Any) -> list[int]:
