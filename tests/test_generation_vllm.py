@@ -333,3 +333,24 @@ def test_reload_weights_in_place_matches_hf_on_new_weights(vgen, hf, cfg, tmp_pa
     vgen.reload_weights(Path(resolve_model_path(cfg)))
     restored = vgen.generate(prompts, greedy, progress=False)
     assert [r[0].token_ids for r in restored] == [r[0].token_ids for r in before]
+
+
+def test_engine_sockets_leave_a_temp_dir_too_long_for_a_socket_path(tmp_path, monkeypatch):
+    """A node-local scratch TMPDIR can exceed a unix socket path's 107 bytes with vLLM's uuid appended (the
+    engine then fails to start): the sockets go to /tmp; a short temp dir, or the user's own
+    VLLM_RPC_BASE_PATH, is left as it is."""
+    import tempfile
+
+    from longcot.generation.vllm import IPC_DIR_MAX, _short_ipc_dir
+
+    monkeypatch.delenv("VLLM_RPC_BASE_PATH", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp/short")
+    _short_ipc_dir()
+    assert "VLLM_RPC_BASE_PATH" not in os.environ
+    monkeypatch.setattr(tempfile, "tempdir", "/" + "d" * IPC_DIR_MAX)
+    monkeypatch.setenv("VLLM_RPC_BASE_PATH", "/run/mine")
+    _short_ipc_dir()
+    assert os.environ["VLLM_RPC_BASE_PATH"] == "/run/mine"
+    monkeypatch.delenv("VLLM_RPC_BASE_PATH")
+    _short_ipc_dir()
+    assert os.environ["VLLM_RPC_BASE_PATH"] == "/tmp"

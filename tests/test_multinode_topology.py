@@ -97,15 +97,19 @@ def test_one_process_stages_refuse_several(cluster: dict, stage: str, message: s
 
 
 def test_scratch_variables_point_at_the_node_local_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # setenv first: undo() then restores each variable as it was, absent included (use_scratch sets them
+    # outside monkeypatch; a TMPDIR left behind put later tests' vLLM sockets on a too-long path)
     for var in ("TMPDIR", "TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR"):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    monkeypatch.setattr(tempfile, "tempdir", None)
     out = use_scratch(tmp_path, "77", "3")
     assert out == {"TMPDIR": str(tmp_path / "longcot" / "tmp-77.3"), "TORCH_EXTENSIONS_DIR": str(tmp_path / "longcot" / "torch_extensions"),
                    "TRITON_CACHE_DIR": str(tmp_path / "longcot" / "triton")}
     assert all(Path(p).is_dir() and os.environ[v] == p for v, p in out.items())
     assert tempfile.gettempdir() == str(tmp_path / "longcot" / "tmp-77.3")
     monkeypatch.undo()
-    tempfile.tempdir = None
+    assert "TMPDIR" not in os.environ or os.environ["TMPDIR"] != out["TMPDIR"]
 
 
 def test_shared_dir_check_in_one_process(tmp_path: Path) -> None:

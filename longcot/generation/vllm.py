@@ -145,6 +145,23 @@ def colocated_settings(tensor_parallel_size: int) -> dict[str, Any]:
     return {"distributed_executor_backend": "external_launcher"}
 
 
+# a unix socket path holds at most 107 bytes; vLLM's is "<VLLM_RPC_BASE_PATH>/<uuid4>" (37 more)
+IPC_DIR_MAX = 107 - 37
+
+
+def _short_ipc_dir() -> None:
+    """vLLM puts its engine sockets in ``VLLM_RPC_BASE_PATH`` (default: the temp dir). A node-local scratch
+    ``TMPDIR`` (``cluster.scratch_dir``) can be too long for a socket path, and the engine then fails to
+    start; point vLLM at /tmp instead, and say so. A ``VLLM_RPC_BASE_PATH`` the user set is kept."""
+    import tempfile
+
+    if os.environ.get("VLLM_RPC_BASE_PATH") or len(tempfile.gettempdir()) <= IPC_DIR_MAX:
+        return
+    os.environ["VLLM_RPC_BASE_PATH"] = "/tmp"
+    log.info("vLLM engine sockets in /tmp: the temp dir %s is too long for a socket path (> %d chars)",
+             tempfile.gettempdir(), IPC_DIR_MAX)
+
+
 class VLLMGenerator:
     """:class:`~longcot.generation.base.Generator` over ``vllm.LLM``."""
 
@@ -160,6 +177,7 @@ class VLLMGenerator:
         )
 
         vllm = _import_vllm()
+        _short_ipc_dir()
         gen_cfg = gen_cfg or GenerationConfig(backend="vllm")
         self.model_cfg = model_cfg
         self.gen_cfg = gen_cfg
