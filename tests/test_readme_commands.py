@@ -10,6 +10,7 @@ Placeholders: ``...`` stands for the previous command's arguments; ``/ckpt/my-sf
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # needs a GPU, a cluster, a hub model or hours: planned only
-PLAN_ONLY = ("generation=vllm", "cluster=slurm", "scale=full", "fig1_sft_scaling", "model=qwen2.5-math-7b")
+# planned only: GPU, cluster or paper-scale commands, and the twin studies (scale=full: hours on a CPU)
+PLAN_ONLY = ("generation=vllm", "cluster=slurm", "scale=full", "fig1_sft_scaling", "model=qwen2.5-math-7b", "twin_")
 
 
 def readme_commands() -> list[str]:
@@ -71,7 +73,7 @@ def placeholders(tmp_path: Path) -> dict[str, str]:
 def _argv(command: str, tmp_path: Path, placeholders: dict[str, str]) -> list[str]:
     for old, new in placeholders.items():
         command = command.replace(old, new)
-    return [*command.split()[1:], f"output_root={tmp_path / 'runs'}"]
+    return [*shlex.split(command)[1:], f"output_root={tmp_path / 'runs'}"]
 
 
 def plan(argv: list[str]) -> int:
