@@ -1,9 +1,11 @@
 """The study's figures (``longcot collect``), from the rows of :mod:`longcot.study.collect`:
 
-* ``fig_sft_scaling.png``: accuracy vs SFT tokens per CoT style (the paper's Fig. 1), the untrained
-  model as a dashed baseline, each RL point as a marker (arrow from its SFT start) in the legend;
+* ``fig_sft_scaling.png``: accuracy vs SFT tokens (log x) per CoT style (the paper's Fig. 1), the
+  untrained model as a dashed baseline, each RL point as a marker (arrow from its SFT start) in the
+  legend; with study seeds, each point's mean over seeds, each seed, and the 95% interval of the mean;
 * ``fig_rl_dynamics.png``: response length and reflection keywords per response over RL steps (each
-  rl run's ``metrics.jsonl``: ``response_length_mean``, ``reflection/<keyword>``; §4);
+  rl run's ``metrics.jsonl``: ``response_length_mean``, ``reflection/<keyword>``; §4), per RL point,
+  with seeds the mean and a min-max band;
 * ``fig_reward_variants.png``: accuracy of each RL point beside its SFT start.
 
 Every figure names the model and the data in its title; every line, bar and marker has a legend
@@ -53,33 +55,78 @@ def _legend_outside(ax: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8)
 
 
+def _grouped(rows: list["Row"]) -> dict[tuple[Any, ...], list["Row"]]:
+    """Rows of the same study point over its seeds (group, benchmark, RL variant), in order."""
+    out: dict[tuple[Any, ...], list["Row"]] = {}
+    for r in rows:
+        out.setdefault((r.group, r.benchmark, r.rl), []).append(r)
+    return out
+
+
+def _x(rows: list["Row"]) -> float:
+    """A point's SFT tokens over its seeds (each seed's budget selection differs by a few tokens)."""
+    xs = sorted(r.sft_tokens for r in rows if r.sft_tokens is not None)
+    return float(xs[len(xs) // 2])
+
+
+def _seed_marks(ax: Any, xs: list[float], means: list[float], groups: list[list["Row"]], name: str, color: Any,
+                values: Any) -> None:
+    """With seeds: each seed as a faint dot and the Student-t 95% interval of the mean as a bar."""
+    from longcot.study.seeds import Interval
+
+    if not any(len(g) > 1 for g in groups):
+        return
+    ax.scatter([x for x, g in zip(xs, groups) for _ in g], [v for g in groups for v in values(g)], color=color,
+               alpha=0.35, s=14, zorder=2, label=f"{name}: each seed")
+    spans = [(x, Interval(tuple(values(g))).half_width) for x, g in zip(xs, groups)]
+    spans = [(x, m, hw) for (x, hw), m in zip(spans, means) if hw is not None]
+    if spans:
+        ax.vlines([x for x, _, _ in spans], [m - hw for _, m, hw in spans], [m + hw for _, m, hw in spans],
+                  color=color, alpha=0.8, linewidth=2, label=f"{name}: 95% CI of the mean over seeds")
+
+
 def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
-    """Accuracy vs SFT tokens per style; the untrained baseline; RL points with arrows from their start."""
+    """Accuracy vs SFT tokens (log x) per style; the untrained baseline; RL points with arrows from their
+    start. With study seeds each point is the mean over its seeds, beside each seed and the 95% interval."""
     scaling = [r for r in result if r.accuracy is not None and r.sft_tokens is not None]
     if not scaling:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4.8))
+    acc = lambda g: [100 * r.accuracy for r in g]  # noqa: E731
+    mean = lambda vs: sum(vs) / len(vs)  # noqa: E731
     for style in sorted({r.style or "?" for r in scaling}):
-        pts = sorted((r.sft_tokens, r.accuracy) for r in scaling if (r.style or "?") == style and r.rl is None)
-        if pts:
-            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=f"{style} CoT SFT")
+        groups = sorted(_grouped([r for r in scaling if (r.style or "?") == style and r.rl is None]).values(), key=_x)
+        if groups:
+            xs, means = [_x(g) for g in groups], [mean(acc(g)) for g in groups]
+            n = max(len(g) for g in groups)
+            (line,) = ax.plot(xs, means, marker="o", label=f"{style} CoT SFT" + (f" (mean of {n} seeds)" if n > 1 else ""))
+            _seed_marks(ax, xs, means, groups, style, line.get_color(), acc)
     from longcot.stages.base import trained_by
 
-    for r in result:  # evals of a model no run of the study trained: the untrained baseline
-        if r.accuracy is not None and trained_by(graph.nodes[r.eval_key].plan.upstream) is None:
-            ax.axhline(100 * r.accuracy, color="gray", linestyle="--", label=f"untrained ({r.point}, {r.benchmark})")
+    base = [r for r in result if r.accuracy is not None and trained_by(graph.nodes[r.eval_key].plan.upstream) is None]
+    for (group, bench, _), g in _grouped(base).items():  # evals of a model no run of the study trained
+        ax.axhline(mean(acc(g)), color="gray", linestyle="--",
+                   label=f"untrained ({group}, {bench})" + (f", mean of {len(g)} seeds" if len(g) > 1 else ""))
     variants = sorted({r.rl for r in scaling if r.rl is not None})
     for i, variant in enumerate(variants):
-        pts = [r for r in scaling if r.rl == variant]
-        gains = ", ".join(f"{100 * r.rl_gain:+.1f}" for r in pts if r.rl_gain is not None)
-        ax.scatter([r.sft_tokens for r in pts], [100 * r.accuracy for r in pts], marker=MARKERS[i % len(MARKERS)],
-                   s=60, zorder=3, label=f"+RL {variant}" + (f" ({gains} pts)" if gains else ""))
-        for r in pts:
-            if r.rl_gain is not None:
-                ax.annotate("", xy=(r.sft_tokens, 100 * r.accuracy), xytext=(r.sft_tokens, 100 * (r.accuracy - r.rl_gain)),
+        groups = list(_grouped([r for r in scaling if r.rl == variant]).values())
+        xs, means = [_x(g) for g in groups], [mean(acc(g)) for g in groups]
+        gains = [[100 * r.rl_gain for r in g if r.rl_gain is not None] for g in groups]
+        shown = ", ".join(f"{mean(v):+.1f}" for v in gains if v)
+        sc = ax.scatter(xs, means, marker=MARKERS[i % len(MARKERS)], s=60, zorder=3,
+                        label=f"+RL {variant}" + (f" ({shown} pts)" if shown else ""))
+        _seed_marks(ax, xs, means, groups, f"+RL {variant}", sc.get_facecolor()[0], acc)
+        for x, m, v in zip(xs, means, gains):
+            if v:
+                ax.annotate("", xy=(x, m), xytext=(x, m - mean(v)),
                             arrowprops={"arrowstyle": "->", "color": "tab:red", "alpha": 0.6})
-    ax.set_xlabel("SFT tokens")
+    lo, hi = min(r.sft_tokens for r in scaling), max(r.sft_tokens for r in scaling)
+    if lo > 0:
+        ax.set_xscale("log")
+        if hi < 4 * lo:  # one budget (or close ones): a decade around them, not ticks crowded on a sliver
+            ax.set_xlim(lo / 3, hi * 3)
+    ax.set_xlabel("SFT tokens (log scale)" if ax.get_xscale() == "log" else "SFT tokens")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
     ax.set_title(f"{graph.study.name}: accuracy vs SFT tokens\n{subject(graph)}", fontsize=10)
@@ -89,19 +136,29 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
 
 
 def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
-    """Response length and reflection keywords per response over RL steps, one line per RL run."""
+    """Response length and reflection keywords per response over RL steps, one line per RL point; with
+    study seeds the mean over the seeds' runs and a band from their minimum to their maximum."""
     nodes = [n for n in graph.ordered() if n.stage == "rl" and n.plan.done and (n.plan.run_dir / "metrics.jsonl").is_file()]
     if not nodes:
         return None
+    group_of = {p.name: p.group or p.name for p in graph.study.points}
+    arms: dict[str, list[list[dict[str, Any]]]] = {}
+    for n in nodes:
+        groups = ", ".join(dict.fromkeys(group_of.get(p, p) for p in n.points))
+        arms.setdefault(f"{n.plan.cfg.algorithm.name}/{n.plan.cfg.reward.name} ({groups})", []).append(
+            runs.read_jsonl(n.plan.run_dir / "metrics.jsonl"))
     plt = _plt()
     fig, (ax_len, ax_ref) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for n in nodes:
-        recs = runs.read_jsonl(n.plan.run_dir / "metrics.jsonl")
-        label = f"{n.plan.cfg.algorithm.name}/{n.plan.cfg.reward.name} ({', '.join(n.points)})"
-        steps = [r["step"] for r in recs]
-        ax_len.plot(steps, [r.get("response_length_mean") for r in recs], marker=".", label=label)
-        ax_ref.plot(steps, [sum(v for k, v in r.items() if k.startswith("reflection/")) for r in recs], marker=".",
-                    label=label)
+    reflection = lambda r: sum(v for k, v in r.items() if k.startswith("reflection/"))  # noqa: E731
+    for label, seeds in arms.items():
+        steps = sorted(set.intersection(*[{r["step"] for r in recs} for recs in seeds]))
+        for ax, value in ((ax_len, lambda r: r.get("response_length_mean")), (ax_ref, reflection)):
+            per_step = [[value(next(r for r in recs if r["step"] == s)) for recs in seeds] for s in steps]
+            name = label + (f", mean of {len(seeds)} seeds" if len(seeds) > 1 else "")
+            (line,) = ax.plot(steps, [sum(v) / len(v) for v in per_step], marker=".", label=name)
+            if len(seeds) > 1:
+                ax.fill_between(steps, [min(v) for v in per_step], [max(v) for v in per_step], color=line.get_color(),
+                                alpha=0.2, label=f"{label}: min-max over seeds")
     ax_len.set_xlabel("RL step")
     ax_len.set_ylabel("mean response tokens")
     ax_ref.set_xlabel("RL step")
