@@ -163,8 +163,13 @@ class CompareResult:
         d = self.diff
         if d is None:
             return f"{head}: not run"
-        seeds = ", ".join(f"s{s}: {self.a[s] - self.b[s]:+.1f}" for s in self.a if s in self.b)
-        return f"{head}: {self.verdict.upper()} -- difference {d.describe()}; per seed {seeds}"
+        digits = 3 if c.rl_metric in FRACTIONS else 1  # a share (0..1) needs more than one decimal
+        seeds = ", ".join(f"s{s}: {self.a[s] - self.b[s]:+.{digits}f}" for s in self.a if s in self.b)
+        return f"{head}: {self.verdict.upper()} -- difference {d.describe(digits)}; per seed {seeds}"
+
+
+# RL metrics that are shares of responses (0..1), shown with three decimals
+FRACTIONS = ("truncation_ratio", "accuracy", "clip_frac")
 
 
 def compare_all(graph: "Graph", rows: Sequence["Row"]) -> list[CompareResult]:
