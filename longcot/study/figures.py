@@ -69,8 +69,7 @@ def _x(rows: list["Row"]) -> float:
     return float(xs[len(xs) // 2])
 
 
-def _seed_marks(ax: Any, xs: list[float], means: list[float], groups: list[list["Row"]], name: str, color: Any,
-                values: Any) -> None:
+def _seed_marks(ax: Any, xs: list[float], groups: list[list["Row"]], name: str, color: Any, values: Any) -> None:
     """With seeds: each seed as a faint dot and the Student-t 95% interval of the mean as a bar."""
     from longcot.study.seeds import Interval
 
@@ -78,8 +77,8 @@ def _seed_marks(ax: Any, xs: list[float], means: list[float], groups: list[list[
         return
     ax.scatter([x for x, g in zip(xs, groups) for _ in g], [v for g in groups for v in values(g)], color=color,
                alpha=0.35, s=14, zorder=2, label=f"{name}: each seed")
-    spans = [(x, Interval(tuple(values(g))).half_width) for x, g in zip(xs, groups)]
-    spans = [(x, m, hw) for (x, hw), m in zip(spans, means) if hw is not None]
+    spans = [(x, iv.mean, iv.half_width) for x, iv in ((x, Interval(tuple(values(g)))) for x, g in zip(xs, groups))
+             if iv.half_width is not None]
     if spans:
         ax.vlines([x for x, _, _ in spans], [m - hw for _, m, hw in spans], [m + hw for _, m, hw in spans],
                   color=color, alpha=0.8, linewidth=2, label=f"{name}: 95% CI of the mean over seeds")
@@ -101,7 +100,7 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
             xs, means = [_x(g) for g in groups], [mean(acc(g)) for g in groups]
             n = max(len(g) for g in groups)
             (line,) = ax.plot(xs, means, marker="o", label=f"{style} CoT SFT" + (f" (mean of {n} seeds)" if n > 1 else ""))
-            _seed_marks(ax, xs, means, groups, style, line.get_color(), acc)
+            _seed_marks(ax, xs, groups, style, line.get_color(), acc)
     from longcot.stages.base import trained_by
 
     base = [r for r in result if r.accuracy is not None and trained_by(graph.nodes[r.eval_key].plan.upstream) is None]
@@ -116,7 +115,7 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
         shown = ", ".join(f"{mean(v):+.1f}" for v in gains if v)
         sc = ax.scatter(xs, means, marker=MARKERS[i % len(MARKERS)], s=60, zorder=3,
                         label=f"+RL {variant}" + (f" ({shown} pts)" if shown else ""))
-        _seed_marks(ax, xs, means, groups, f"+RL {variant}", sc.get_facecolor()[0], acc)
+        _seed_marks(ax, xs, groups, f"+RL {variant}", sc.get_facecolor()[0], acc)
         for x, m, v in zip(xs, means, gains):
             if v:
                 ax.annotate("", xy=(x, m), xytext=(x, m - mean(v)),
