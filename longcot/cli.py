@@ -80,7 +80,7 @@ Compose a run from conf/ (groups: model data reward algorithm benchmark generati
 stage scale) and experiments/ (+experiment=NAME), plan it, run it. Examples:
   longcot benchmark=aime24 benchmark.limit=5          any field can be overridden
   longcot stage=sft +experiment=demo_cpu_sft          a stage with an experiment's settings
-  longcot +experiment=demo                            the CPU demo study (about 6 minutes)
+  longcot +experiment=demo                            the main job: the CPU twin of Fig. 1 (about 10 minutes)
   longcot +experiment=fig1_sft_scaling --dry-run      the plan: runs, dependencies, GPU-hours
 In a study the command line wins over the study's base, stage and point values; the plan lists, per
 stage run, every key it changed. scale=smoke (the default) caps each stage's work and names every cap;

@@ -97,7 +97,7 @@ def test_misspelled_command_gets_did_you_mean(monkeypatch, capsys) -> None:
     ("stage=rl", "stage=rl: a study sets the stage of each of its stage runs"),
 ])
 def test_invalid_values_are_refused_at_plan_time_in_a_study(monkeypatch, capsys, tmp_path, override, expected) -> None:
-    code, out, err = run_cli(monkeypatch, capsys, "+experiment=demo", override, f"output_root={tmp_path}", "--dry-run")
+    code, out, err = run_cli(monkeypatch, capsys, "+experiment=demo_pipeline", override, f"output_root={tmp_path}", "--dry-run")
     last = err.strip().splitlines()[-1]  # (building the tiny model may draw a progress bar first)
     assert code == 2 and last.startswith("longcot: config error: ") and expected in last
     assert not any(tmp_path.iterdir())  # nothing written

@@ -41,13 +41,17 @@ def test_summary_statistics_hand_computed() -> None:
     # per-problem means [1, .5] -> same numbers here
     assert s["accuracy_se_problems"] == pytest.approx(0.25)
     assert s["mean_tokens"] == 15 and s["truncation_rate"] == 0.5
+    # correct: a0 (10), b0 (10), a1 (20) -> 40/3; wrong: b1 (20)
+    assert s["mean_tokens_correct"] == pytest.approx(40 / 3) and s["mean_tokens_wrong"] == 20
     assert s["reflection"]["wait"]["response_rate"] == 0.5
 
 
 def test_single_sample_has_no_standard_error() -> None:
     problems = [Problem("a", "", "1", "math")]
     rows = [{"problem_id": "a", "sample_index": 0, "correct": True, "tokens": 1, "finish_reason": "stop", "extracted_answer": "1", "response": ""}]
-    assert summarise(problems, rows, n=1, keywords=[])["accuracy_se"] is None  # JSON null, not NaN
+    s = summarise(problems, rows, n=1, keywords=[])
+    assert s["accuracy_se"] is None  # JSON null, not NaN
+    assert s["mean_tokens_correct"] == 1 and s["mean_tokens_wrong"] is None  # no wrong response: null
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:

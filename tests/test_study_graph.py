@@ -168,10 +168,10 @@ def test_bad_stage_override_names_point_stage_and_key(tmp_path: Path) -> None:
         build_graph(load_study(overrides))
 
 
-def test_demo_study_plans(tmp_path: Path) -> None:
-    """experiments/demo.yaml: long and short distill shared by both budgets, the long 48K SFT shared by
+def test_pipeline_demo_study_plans(tmp_path: Path) -> None:
+    """experiments/demo_pipeline.yaml: long and short distill shared by both budgets, the long 48K SFT shared by
     its eval and both RL variants (classic, cosine); the untrained model's eval as the baseline point."""
-    graph = build_graph(load_study(["+experiment=demo", f"output_root={tmp_path}"]))
+    graph = build_graph(load_study(["+experiment=demo_pipeline", f"output_root={tmp_path}"]))
     stages = [n.stage for n in graph.nodes.values()]
     assert {s: stages.count(s) for s in set(stages)} == {"distill": 2, "sft": 4, "rl": 2, "eval": 7}
     rls = [n for n in graph.nodes.values() if n.stage == "rl"]
@@ -188,7 +188,19 @@ def test_cli_routes_only_studies(tmp_path: Path, capsys) -> None:
     assert maybe_study(["status"]) == 2 and "longcot status +experiment=NAME" in capsys.readouterr().err
     assert maybe_study(["+experiment=demo", "study.points=oops"]) == 2
     assert "config error" in capsys.readouterr().err
-    assert maybe_study(["-m", "+experiment=demo", f"output_root={tmp_path}", "--dry-run"]) == 0
+    assert maybe_study(["-m", "+experiment=demo_pipeline", f"output_root={tmp_path}", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "15 unique stage runs (15 to run, 0 done) for 7 points" in out and "estimated GPU-hours" in out
     assert not (tmp_path / "sft").exists()  # a dry run writes nothing
+
+
+def test_main_job_demo_is_the_twin_fig1_point_at_1M_for_seed_0(tmp_path: Path) -> None:
+    """experiments/demo.yaml (the README's main job) runs three points of twin_fig1_sft_scaling for seed
+    0: the same stage runs (identities) as that study's, so the full study reuses them; nothing else."""
+    demo = build_graph(load_study(["+experiment=demo", f"output_root={tmp_path}"]))
+    full = build_graph(load_study(["+experiment=twin_fig1_sft_scaling", f"output_root={tmp_path}"]))
+    assert demo.study.name == "demo" and demo.study.seeds == (0,)
+    assert {p for p, _ in demo.cells} == {"base@s0", "long-1M@s0", "short-1M@s0"}
+    for cell, keys in demo.cells.items():
+        assert keys == full.cells[cell], cell
+    assert sorted(n.stage for n in demo.nodes.values()) == ["distill"] * 2 + ["eval"] * 3 + ["sft"] * 2

@@ -13,7 +13,7 @@ import pytest
 from longcot import runs
 from longcot.study.collect import collect
 from longcot.study.graph import build_graph
-from longcot.study.seeds import Interval, t975
+from longcot.study.seeds import Compare, CompareResult, Interval, t975
 from longcot.study.spec import load_study
 
 STUDY = """# @package _global_
@@ -47,6 +47,19 @@ def test_t_quantiles_and_interval_by_hand() -> None:
     iv = Interval((10.0, 20.0, 30.0))  # mean 20, sd 10, se 10/sqrt(3)
     assert iv.mean == 20.0 and math.isclose(iv.half_width, 4.303 * 10 / math.sqrt(3))
     assert Interval((5.0,)).half_width is None and "1 seed" in Interval((5.0,)).describe()
+
+
+@pytest.mark.parametrize("a, b, expect, verdict", [
+    ({0: 80.0, 1: 70.0, 2: 75.0}, {0: 10.0, 1: 12.0, 2: 8.0}, ">", "reproduced"),  # +65 +-~9
+    ({0: 10.0, 1: 12.0, 2: 8.0}, {0: 80.0, 1: 70.0, 2: 75.0}, ">", "opposite"),
+    ({0: 30.0, 1: 10.0, 2: 20.0}, {0: 10.0, 1: 20.0, 2: 15.0}, ">", "sign matches, interval includes 0"),  # +5, sd 15
+    ({0: 82.3}, {0: 10.0}, ">", "sign matches, one seed (no interval)"),  # one seed: never "includes 0"
+    ({0: 10.0}, {0: 82.3}, ">", "sign does not match, one seed"),
+    ({0: 10.0}, {0: 82.3}, "<", "sign matches, one seed (no interval)"),
+    ({0: 1.0}, {1: 2.0}, ">", "not run"),  # no seed in both arms
+])
+def test_verdicts_by_hand(a, b, expect, verdict) -> None:
+    assert CompareResult(Compare("a", "b", expect, benchmark="twin"), a, b).verdict == verdict
 
 
 def test_seeds_repeat_every_point_with_the_seeds_overrides(tmp_path: Path) -> None:

@@ -280,9 +280,11 @@ def execute_shard(p: Plan, shard: Shard, problems: list[Problem] | None = None, 
             return None
         if problems is None:
             problems, _ = load_problems(p)
-        source = source or make_source(cfg, p.detail.teacher, progress)
+        mine = shard.select(problems)
+        # one bar: the shard's chunks when there are several, else the teacher's own (no bar per chunk)
+        source = source or make_source(cfg, p.detail.teacher, progress and len(mine) <= d.chunk_prompts)
         grade = lambda ps, rows: grade_rows(ps, rows, timeout=d.grader_timeout, workers=d.grader_workers)  # noqa: E731
-        marker = run_shard(run_dir, shard, shard.select(problems), source, grade, chunk_prompts=d.chunk_prompts,
+        marker = run_shard(run_dir, shard, mine, source, grade, chunk_prompts=d.chunk_prompts,
                            progress=progress, marker_extra={"force_token": token})
     log.info("%s: %d candidates in %.1fs (%.1f/s)", shard.name, marker["candidates"], marker["wall_seconds"],
              marker["candidates_per_second"] or 0.0)

@@ -104,8 +104,8 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
 
 
 def summarise(problems: list[Problem], rows: list[dict[str, Any]], n: int, keywords: list[str]) -> dict[str, Any]:
-    """Accuracy (mean, standard error across the n sample sets and across problems), length,
-    truncation rate and reflection-keyword frequencies."""
+    """Accuracy (mean, standard error across the n sample sets and across problems), length (all
+    responses, the correct ones, the wrong ones), truncation rate and reflection-keyword frequencies."""
     total = len(rows)
     correct = [r["correct"] for r in rows]
     acc = sum(correct) / total if total else 0.0
@@ -126,10 +126,17 @@ def summarise(problems: list[Problem], rows: list[dict[str, Any]], n: int, keywo
         "accuracy_se_problems": se_problems,
         "accuracy_per_sample_set": per_set,
         "mean_tokens": sum(r["tokens"] for r in rows) / max(total, 1),
+        # §4.1's premise (longer reasoning is more often right) read off one checkpoint; None: no such response
+        "mean_tokens_correct": _mean([r["tokens"] for r in rows if r["correct"]]),
+        "mean_tokens_wrong": _mean([r["tokens"] for r in rows if not r["correct"]]),
         "truncation_rate": sum(r["finish_reason"] == "length" for r in rows) / max(total, 1),
         "extracted_rate": sum(r["extracted_answer"] is not None for r in rows) / max(total, 1),
         "reflection": keyword_frequency([r["response"] for r in rows], keywords),
     }
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
 
 
 def _std(xs: list[float]) -> float:

@@ -155,6 +155,8 @@ class CompareResult:
             return "reproduced"
         if hw is not None and sign * d.mean + hw < 0:
             return "opposite"
+        if hw is None:  # one seed: no interval to test, only a sign
+            return "sign matches, one seed (no interval)" if sign * d.mean > 0 else "sign does not match, one seed"
         return "sign matches, interval includes 0" if sign * d.mean > 0 else "sign does not match"
 
     def line(self) -> str:
