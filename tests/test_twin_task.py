@@ -153,3 +153,28 @@ def test_the_synthetic_backend_answers_twin_prompts_in_its_style(style: str) -> 
             assert (";" in c.text) == (style == "long")
             if style == "short":
                 assert c.text == f"\\boxed{{{p.answer}}}"
+
+
+def test_the_giveup_rate_sets_how_often_the_long_teacher_gives_up_and_enters_the_identity() -> None:
+    """``generation.giveup_rate`` reaches the long teacher through the synthetic backend (0: never gives
+    up; higher: more often), and a distill run's identity carries it only when it differs from the
+    built-in rate, so runs made before the key existed keep their identities."""
+    from longcot.stages.base import generation_identity
+    from longcot.study.spec import compose as compose_config
+
+    probs = toy_problems(200, 0, level="search", split="eval")
+    prompts = [[{"role": "user", "content": p.problem}] for p in probs]
+    params = SamplingParams(n=2, max_new_tokens=4096, temperature=1.0)
+    rates = {}
+    for g in (0.0, st.GIVEUP_RATE, 0.4):
+        outs = SyntheticGenerator(style="long", error_rate=0.0, giveup_rate=g).generate(prompts, params, progress=False)
+        rates[g] = sum("Alternatively" in c.text for o in outs for c in o) / (2 * len(probs))
+    assert rates[0.0] == 0.0 < rates[st.GIVEUP_RATE] < rates[0.4]
+    with pytest.raises(ValueError, match="generation.giveup_rate must be in"):
+        SyntheticGenerator(giveup_rate=1.5)
+
+    base = ["stage=distill", "generation=synthetic", "data=twin"]
+    default = generation_identity(compose_config(base))
+    assert "giveup_rate" not in default
+    assert generation_identity(compose_config([*base, f"generation.giveup_rate={st.GIVEUP_RATE}"])) == default
+    assert generation_identity(compose_config([*base, "generation.giveup_rate=0.3"])) == {**default, "giveup_rate": 0.3}

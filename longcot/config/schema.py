@@ -71,6 +71,8 @@ class GenerationConfig:
     enforce_eager: bool = False  # vllm on CUDA (always eager on CPU)
     style: str = option("long", ("long", "short"))  # synthetic: long (reflection steps) | short
     error_rate: float = in_range(0.2, 0, 1)  # synthetic: probability that a sample's final answer is wrong
+    # synthetic, twin task, long style: per pair after the 3rd, the chance that the walk stops and guesses
+    giveup_rate: float = in_range(0.08, 0, 1)
     # Overrides of the benchmark's/stage's sampling settings (None: keep theirs).
     max_new_tokens: Optional[int] = at_least(None, 1)
     temperature: Optional[float] = at_least(None, 0)

@@ -223,6 +223,24 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
         console.print(line)
 
 
+GENERATION_KEYS = ("backend", "tensor_parallel_size", "enforce_eager", "style", "error_rate")
+
+
+def generation_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The engine settings that change what a distill or eval run generates: the keys above, the
+    device for a real engine (sampling streams differ between CPU and CUDA), and the synthetic twin
+    teacher's ``giveup_rate`` when it is not the built-in rate (absent = the rate every run before the
+    key was added used, so their identities stand)."""
+    from longcot.generation.search_teacher import GIVEUP_RATE
+
+    gen: dict[str, Any] = {k: cfg.generation[k] for k in GENERATION_KEYS}
+    if cfg.generation.backend != "synthetic":
+        gen["device"] = identity_device(cfg)
+    elif float(cfg.generation.giveup_rate) != GIVEUP_RATE:
+        gen["giveup_rate"] = float(cfg.generation.giveup_rate)
+    return gen
+
+
 def identity_device(cfg: DictConfig, setting: str | None = None) -> str:
     """The device a run uses, for its identity (CPU and CUDA kernels compute differently):
     ``setting`` (default ``generation.device``) as set (``cuda:1`` -> ``cuda``); ``auto`` resolves from

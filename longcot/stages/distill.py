@@ -42,13 +42,12 @@ from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.distill.sampling import Selection, TeacherPlan, grade_rows, teacher_plan
 from longcot.distill.shards import (Shard, all_shards, merge_lock, read_marker, run_in_processes, run_shard,
                                     samples_fingerprint)
-from longcot.stages.base import (Artifacts, Plan, identity_device, model_identity, print_table as table,
+from longcot.stages.base import (Artifacts, Plan, generation_identity, model_identity, print_table as table,
                                  remove_if_unused, run_lock, set_threads, sweep_temp_files, tracking, warn_notes)
 
 log = logging.getLogger(__name__)
 NAME = "distill"
 # Generation settings that change what is sampled (not resources, not the batch size: see stages/eval.py).
-GENERATION_KEYS = ("backend", "tensor_parallel_size", "enforce_eager", "style", "error_rate")
 
 
 @dataclass(frozen=True)
@@ -84,9 +83,7 @@ def sampling_identity(cfg: DictConfig, plan: TeacherPlan, data: DictConfig) -> d
         extra["constructed"] = _container(d.constructed)
     if d.mode == "silver":
         extra["silver"] = _container(d.silver)
-    generation = {k: cfg.generation[k] for k in GENERATION_KEYS}
-    if cfg.generation.backend != "synthetic":  # sampling streams differ between CPU and CUDA
-        generation["device"] = identity_device(cfg)
+    generation = generation_identity(cfg)
     return {"model": model_identity(cfg.model), "generation": generation,
             "data": data_identity(data, "data"), "distill": extra}
 

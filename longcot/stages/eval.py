@@ -31,7 +31,7 @@ from longcot.data.prompts import chat_prompt
 from longcot.generation.base import Completion, SamplingParams, prompt_seed
 from longcot.grading import extract_answer
 from longcot.grading.by_kind import grade_batch
-from longcot.stages.base import (Artifacts, Plan, identity_device, model_at_run, model_identity, print_table,
+from longcot.stages.base import (Artifacts, Plan, generation_identity, model_at_run, model_identity, print_table,
                                  running, tracking, warn_notes)
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ NAME = "eval"
 # Generation settings that change what is generated. Not resources (memory fractions) and not
 # generation.batch_size: outputs were byte-identical at batch sizes 3, 16 and 64 (tiny model, 40 toy
 # problems x 4 samples x 64 tokens, CPU; README "Run identity").
-GENERATION_KEYS = ("backend", "tensor_parallel_size", "enforce_eager", "style", "error_rate")
 
 
 def expand(cfg: DictConfig) -> list[DictConfig]:
@@ -86,9 +85,7 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
     params = sampling_params(cfg, caps)
     bench = cfg.benchmark.copy()
     bench.limit = capped("benchmark.limit", bench.limit, cfg.scale.max_problems, caps)
-    gen = {k: cfg.generation[k] for k in GENERATION_KEYS}
-    if cfg.generation.backend != "synthetic":  # sampling streams differ between CPU and CUDA
-        gen["device"] = identity_device(cfg)
+    gen = generation_identity(cfg)
     identity = {
         "model": model_identity(cfg.model, upstream),
         "generation": gen,
