@@ -3,9 +3,9 @@
 * ``fig_sft_scaling.png``: accuracy vs SFT tokens (log x) per CoT style (the paper's Fig. 1), the
   untrained model as a dashed baseline, each RL point as a marker (arrow from its SFT start) in the
   legend; with study seeds, each point's mean over seeds, each seed, and the 95% interval of the mean;
-* ``fig_rl_dynamics.png``: response length and reflection keywords per response over RL steps (each
-  rl run's ``metrics.jsonl``: ``response_length_mean``, ``reflection/<keyword>``; §4), per RL point,
-  with seeds the mean and a min-max band;
+* ``fig_rl_dynamics.png``: training accuracy, response length, exceed rate and reflection keywords per
+  response over RL steps (each rl run's ``metrics.jsonl``; §4's Figs. 2, 4, 10), per RL point, each step
+  faint and a trailing mean bold; with seeds the mean and a min-max band;
 * ``fig_reward_variants.png``: accuracy of each RL point beside its SFT start.
 
 Every figure names the model and the data in its title; every line, bar and marker has a legend
@@ -134,9 +134,28 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
     return fig
 
 
+RL_PANELS = (  # (metrics.jsonl key or None for the keyword sum, y label); §4's Figs. 2, 4, 10
+    ("accuracy", "training accuracy (rollouts)"),
+    ("response_length_mean", "mean response tokens"),
+    ("truncation_ratio", "exceed rate (truncated share)"),
+    (None, "reflection keywords per response"),
+)
+
+
+def rolling(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start): one step's batch of prompts
+    moves a small model's rollout metrics by more than RL does, so trends need a window."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
-    """Response length and reflection keywords per response over RL steps, one line per RL point; with
-    study seeds the mean over the seeds' runs and a band from their minimum to their maximum."""
+    """Training accuracy, response length, exceed rate and reflection keywords over RL steps (train
+    rollouts), one colour per RL point: each step faint, a trailing mean over a tenth of the steps bold;
+    with study seeds the mean over the seeds' runs and a band from their minimum to their maximum."""
     nodes = [n for n in graph.ordered() if n.stage == "rl" and n.plan.done and (n.plan.run_dir / "metrics.jsonl").is_file()]
     if not nodes:
         return None
@@ -147,25 +166,31 @@ def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
         arms.setdefault(f"{n.plan.cfg.algorithm.name}/{n.plan.cfg.reward.name} ({groups})", []).append(
             runs.read_jsonl(n.plan.run_dir / "metrics.jsonl"))
     plt = _plt()
-    fig, (ax_len, ax_ref) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
     reflection = lambda r: sum(v for k, v in r.items() if k.startswith("reflection/"))  # noqa: E731
     for label, seeds in arms.items():
         steps = sorted(set.intersection(*[{r["step"] for r in recs} for recs in seeds]))
-        for ax, value in ((ax_len, lambda r: r.get("response_length_mean")), (ax_ref, reflection)):
-            per_step = [[value(next(r for r in recs if r["step"] == s)) for recs in seeds] for s in steps]
-            name = label + (f", mean of {len(seeds)} seeds" if len(seeds) > 1 else "")
-            (line,) = ax.plot(steps, [sum(v) / len(v) for v in per_step], marker=".", label=name)
+        window = max(1, len(steps) // 10)
+        seeds_note = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""
+        color = None
+        for ax, (key, ylabel) in zip(axes.flat, RL_PANELS):
+            value = reflection if key is None else (lambda r, k=key: r.get(k) or 0.0)
+            per_seed = [[float(value(next(r for r in recs if r["step"] == s))) for s in steps] for recs in seeds]
+            smooth_seeds = [rolling(v, window) for v in per_seed]
+            (raw,) = ax.plot(steps, [sum(v) / len(v) for v in zip(*per_seed)], color=color, alpha=0.3, linewidth=0.8,
+                             label=f"{label}: each step{seeds_note}")
+            color = raw.get_color()
+            ax.plot(steps, [sum(v) / len(v) for v in zip(*smooth_seeds)], color=color, linewidth=2,
+                    label=f"{label}: trailing mean of {window} steps{seeds_note}")
             if len(seeds) > 1:
-                ax.fill_between(steps, [min(v) for v in per_step], [max(v) for v in per_step], color=line.get_color(),
-                                alpha=0.2, label=f"{label}: min-max over seeds")
-    ax_len.set_xlabel("RL step")
-    ax_len.set_ylabel("mean response tokens")
-    ax_ref.set_xlabel("RL step")
-    ax_ref.set_ylabel("reflection keywords per response")
-    ax_len.legend(fontsize=8)
-    ax_ref.legend(fontsize=8)
+                ax.fill_between(steps, [min(v) for v in zip(*smooth_seeds)], [max(v) for v in zip(*smooth_seeds)],
+                                color=color, alpha=0.15, label=f"{label}: min-max of the seeds' trailing means")
+            ax.set_xlabel("RL step")
+            ax.set_ylabel(ylabel)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{graph.study.name}: RL dynamics (train rollouts)\n{subject(graph)}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03 + 0.028 * ((len(labels) + 1) // 2), 1, 1))
     return fig
 
 
