@@ -195,12 +195,12 @@ def test_cli_routes_only_studies(tmp_path: Path, capsys) -> None:
 
 
 def test_main_job_demo_is_the_twin_fig1_point_at_1M_for_seed_0(tmp_path: Path) -> None:
-    """experiments/demo.yaml (the README's main job) runs three points of twin_fig1_sft_scaling for seed
+    """experiments/demo.yaml (the README's main job) runs two points of twin_fig1_sft_scaling for seed
     0: the same stage runs (identities) as that study's, so the full study reuses them; nothing else."""
     demo = build_graph(load_study(["+experiment=demo", f"output_root={tmp_path}"]))
     full = build_graph(load_study(["+experiment=twin_fig1_sft_scaling", f"output_root={tmp_path}"]))
     assert demo.study.name == "demo" and demo.study.seeds == (0,)
-    assert {p for p, _ in demo.cells} == {"base@s0", "long-1M@s0", "short-1M@s0"}
+    assert {p for p, _ in demo.cells} == {"long-1M@s0", "short-1M@s0"}
     for cell, keys in demo.cells.items():
         assert keys == full.cells[cell], cell
-    assert sorted(n.stage for n in demo.nodes.values()) == ["distill"] * 2 + ["eval"] * 3 + ["sft"] * 2
+    assert sorted(n.stage for n in demo.nodes.values()) == ["distill"] * 2 + ["eval"] * 2 + ["sft"] * 2

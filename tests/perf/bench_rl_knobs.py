@@ -8,7 +8,8 @@ clock (the loop's ``time.perf_counter`` is pointed at ``time.process_time``), so
 shared machine do not count; ``--clock wall`` for an idle machine. Every configuration uses the same reward (cosine + a unigram dense
 repetition penalty, so groups have a spread of rewards for dynamic sampling) except where the knob is a
 reward (the overlong channel). Dynamic sampling's extra rounds are its cost: the table shows the
-generated / trained ratio beside it. Read ratios within ~12% of 1 as noise (one run on a shared 2-core machine: 0.88-1.04 for knobs that add no work).
+generated / trained ratio beside it. Read ratios within ~10% of 1 as noise (runs on a shared 2-core machine:
+0.88-1.04 and 0.92-1.04 for knobs that add no work; README has one run's table).
 
     OMP_NUM_THREADS=1 python tests/perf/bench_rl_knobs.py
 """
