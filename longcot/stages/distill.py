@@ -47,7 +47,6 @@ from longcot.stages.base import (Artifacts, Plan, generation_identity, model_ide
 
 log = logging.getLogger(__name__)
 NAME = "distill"
-# Generation settings that change what is sampled (not resources, not the batch size: see stages/eval.py).
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,6 @@ from longcot.stages.base import (Artifacts, Plan, generation_identity, model_at_
 
 log = logging.getLogger(__name__)
 NAME = "eval"
-# Generation settings that change what is generated. Not resources (memory fractions) and not
-# generation.batch_size: outputs were byte-identical at batch sizes 3, 16 and 64 (tiny model, 40 toy
-# problems x 4 samples x 64 tokens, CPU; README "Run identity").
 
 
 def expand(cfg: DictConfig) -> list[DictConfig]:

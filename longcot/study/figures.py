@@ -168,14 +168,15 @@ def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
     plt = _plt()
     fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
     reflection = lambda r: sum(v for k, v in r.items() if k.startswith("reflection/"))  # noqa: E731
-    for label, seeds in arms.items():
-        steps = sorted(set.intersection(*[{r["step"] for r in recs} for recs in seeds]))
+    for label, runs_of_arm in arms.items():
+        seeds = [{r["step"]: r for r in recs} for recs in runs_of_arm]  # each seed's records by step
+        steps = sorted(set.intersection(*[set(by_step) for by_step in seeds]))
         window = max(1, len(steps) // 10)
         seeds_note = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""
         color = None
         for ax, (key, ylabel) in zip(axes.flat, RL_PANELS):
             value = reflection if key is None else (lambda r, k=key: r.get(k) or 0.0)
-            per_seed = [[float(value(next(r for r in recs if r["step"] == s))) for s in steps] for recs in seeds]
+            per_seed = [[float(value(by_step[s])) for s in steps] for by_step in seeds]
             smooth_seeds = [rolling(v, window) for v in per_seed]
             (raw,) = ax.plot(steps, [sum(v) / len(v) for v in zip(*per_seed)], color=color, alpha=0.3, linewidth=0.8,
                              label=f"{label}: each step{seeds_note}")
