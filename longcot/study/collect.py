@@ -54,6 +54,7 @@ class Row:
     rl_key: Optional[str]
     group: str = ""  # the point's name in the study file (== point without seeds)
     truncation: Optional[float] = None  # share of responses that hit the generation limit
+    start_tokens: Optional[float] = None  # an RL point's SFT start: its mean tokens on this benchmark
 
     def __post_init__(self) -> None:
         self.group = self.group or self.point
@@ -108,16 +109,17 @@ def rows(graph: Graph) -> list[Row]:
             sft = _upstream_of(graph, key, "sft")
             rl = _upstream_of(graph, key, "rl")
             bench = node.plan.cfg.benchmark.name
-            gain = None
+            gain = start_tokens = None
             if rl is not None and s:
                 base = [k for k, n in graph.nodes.items() if n.stage == "eval" and sft is not None and n.upstream == (sft.key,)
                         and n.plan.cfg.benchmark.name == bench and k in summaries]
                 if base:
                     gain = s["accuracy"] - summaries[base[0]]["accuracy"]
+                    start_tokens = summaries[base[0]].get("mean_tokens")
             rl_label = f"{rl.plan.cfg.algorithm.name}/{rl.plan.cfg.reward.name}" if rl is not None else None
             out.append(Row(point.name, bench, _style(_upstream_of(graph, key, "distill")), _sft_tokens(graph, sft), rl_label,
                            s.get("accuracy"), s.get("mean_tokens"), gain, key, rl.key if rl else None,
-                           point.group or point.name, truncation=s.get("truncation_rate")))
+                           point.group or point.name, truncation=s.get("truncation_rate"), start_tokens=start_tokens))
     return out
 
 

@@ -6,7 +6,8 @@
 * ``fig_rl_dynamics.png``: training accuracy, response length, exceed rate and reflection keywords per
   response over RL steps (each rl run's ``metrics.jsonl``; §4's Figs. 2, 4, 10), per RL point, each step
   faint and a trailing mean bold; with seeds the mean and a min-max band;
-* ``fig_reward_variants.png``: accuracy of each RL point beside its SFT start.
+* ``fig_reward_variants.png``: per RL point, held-out accuracy beside its SFT start and held-out mean
+  response tokens (Fig. 9's length per reward variant); with seeds, means, each seed and 95% intervals.
 
 Every figure names the model and the data in its title; every line, bar and marker has a legend
 entry; legends sit outside the plotting area, so they hide no data. Each ``*_figure`` function
@@ -196,24 +197,49 @@ def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
 
 
 def reward_variants_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
-    """Accuracy after RL per RL point, its SFT start as a marker beside the bar."""
-    variants = [r for r in result if r.rl is not None and r.accuracy is not None]
-    if not variants:
+    """Per RL point (the paper's Fig. 9 reads length per reward variant): held-out accuracy and held-out
+    mean response tokens, each with its SFT start as a black mark where the study evaluates the SFT; with
+    study seeds each value is the mean over the point's seeds, beside each seed and the 95% interval."""
+    groups = [g for g in _grouped([r for r in result if r.rl is not None and r.accuracy is not None]).values()]
+    if not groups:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(variants) + 4), 4.2))
-    labels = [f"{r.point}\n{r.rl}" for r in variants]
-    ax.bar(labels, [100 * r.accuracy for r in variants], color="tab:blue", label="after RL")
-    starts = [(lab, 100 * (r.accuracy - r.rl_gain)) for lab, r in zip(labels, variants) if r.rl_gain is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(max(9, 2.6 * len(groups) + 5), 4.4))
+    labels = [f"{g[0].group}\n{g[0].rl}" for g in groups]
+    xs = list(range(len(groups)))
+    mean = lambda vals: sum(vals) / len(vals)  # noqa: E731
+    seeds = " (mean over seeds)" if any(len(g) > 1 for g in groups) else ""
+    acc = lambda g: [100 * r.accuracy for r in g]  # noqa: E731
+    axes[0].bar(xs, [mean(acc(g)) for g in groups], color="tab:blue", alpha=0.7, label=f"after RL{seeds}")
+    _seed_marks(axes[0], [float(x) for x in xs], groups, "after RL", "tab:blue", acc)
+    starts = [(x, mean([100 * (r.accuracy - r.rl_gain) for r in g])) for x, g in zip(xs, groups)
+              if all(r.rl_gain is not None for r in g)]
     if starts:
-        ax.scatter([s[0] for s in starts], [s[1] for s in starts], color="black", marker="_", s=600, linewidths=2,
-                   zorder=3, label="SFT start")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, max(5.0, 1.15 * max([100 * r.accuracy for r in variants] + [s[1] for s in starts])))
-    ax.tick_params(axis="x", labelsize=8)
-    ax.set_title(f"{graph.study.name}: reward variants\n{subject(graph)}", fontsize=10)
-    _legend_outside(ax)
-    fig.tight_layout()
+        axes[0].scatter([x for x, _ in starts], [y for _, y in starts], color="black", marker="_", s=600,
+                        linewidths=2, zorder=3, label=f"SFT start{seeds}")
+    axes[0].set_ylabel("held-out accuracy (%)")
+    axes[0].set_ylim(0, max(5.0, 1.15 * max([v for g in groups for v in acc(g)] + [y for _, y in starts])))
+    sized = [(x, g) for x, g in zip(xs, groups) if all(r.mean_tokens is not None for r in g)]
+    tok = lambda g: [r.mean_tokens for r in g]  # noqa: E731
+    if sized:
+        # markers, not bars from 0: a few tokens apart is the twin's effect size
+        axes[1].scatter([x for x, _ in sized], [mean(tok(g)) for _, g in sized], color="tab:orange", marker="D",
+                        s=60, zorder=3, label=f"mean response tokens{seeds}")
+        _seed_marks(axes[1], [float(x) for x, _ in sized], [g for _, g in sized], "tokens", "tab:orange", tok)
+        token_starts = [(x, mean([r.start_tokens for r in g])) for x, g in sized
+                        if all(r.start_tokens is not None for r in g)]
+        if token_starts:
+            axes[1].scatter([x for x, _ in token_starts], [y for _, y in token_starts], color="black", marker="_",
+                            s=600, linewidths=2, zorder=3, label=f"SFT start, tokens{seeds}")
+    axes[1].set_ylabel("held-out mean response tokens")
+    axes[1].set_xlim(-0.5, len(groups) - 0.5)
+    for ax in axes:
+        ax.set_xticks(xs, labels)
+        ax.tick_params(axis="x", labelsize=8)
+    handles, names = [sum(pair, []) for pair in zip(*(ax.get_legend_handles_labels() for ax in axes))]
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(f"{graph.study.name}: reward variants\n{subject(graph)}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * ((len(names) + 2) // 3), 1, 1))
     return fig
 
 
