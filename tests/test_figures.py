@@ -86,7 +86,8 @@ def test_study_figures_label_every_artist_and_name_model_and_data(finished_study
     # the untrained baseline is drawn (the base point), the RL point is a marker with its gain in the legend
     labels = [t.get_text() for t in made["sft_scaling"].axes[0].get_legend().get_texts()]
     assert "untrained (base, toy)" in labels and any(lab.startswith("+RL grpo/classic (") for lab in labels)
-    assert "SFT start" in [t.get_text() for t in made["reward_variants"].legends[0].get_texts()]
+    variants_legend = [t.get_text() for t in made["reward_variants"].legends[0].get_texts()]
+    assert "SFT start" in variants_legend and "SFT start, tokens" in variants_legend  # both panels mark the start
     assert made["reward_variants"].axes[1].get_ylabel() == "held-out mean response tokens"
     for fig in made.values():
         plt.close(fig)
