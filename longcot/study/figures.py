@@ -200,7 +200,7 @@ def reward_variants_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
     """Per RL point (the paper's Fig. 9 reads length per reward variant): held-out accuracy and held-out
     mean response tokens, each with its SFT start as a black mark where the study evaluates the SFT; with
     study seeds each value is the mean over the point's seeds, beside each seed and the 95% interval."""
-    groups = [g for g in _grouped([r for r in result if r.rl is not None and r.accuracy is not None]).values()]
+    groups = list(_grouped([r for r in result if r.rl is not None and r.accuracy is not None]).values())
     if not groups:
         return None
     plt = _plt()
