@@ -2,8 +2,8 @@
 
 These tests check the mechanism, not an outcome: disjoint splits whose overlap the eval reports, seeds
 that change the draws, a long teacher that walks the map in order, whose checks catch its own slips and
-whose walks end at the answer, a short teacher that answers directly, and a walk that is more often
-right the further it goes.
+whose walks end at the answer, a short teacher that answers directly, a walk that is more often
+right the further it goes, and restated checks that add length and change no answer.
 """
 
 from __future__ import annotations
@@ -178,3 +178,53 @@ def test_the_giveup_rate_sets_how_often_the_long_teacher_gives_up_and_enters_the
     assert "giveup_rate" not in default
     assert generation_identity(compose_config([*base, f"generation.giveup_rate={st.GIVEUP_RATE}"])) == default
     assert generation_identity(compose_config([*base, "generation.giveup_rate=0.3"])) == {**default, "giveup_rate": 0.3}
+
+
+def test_restated_checks_repeat_the_line_before_add_length_and_change_no_answer() -> None:
+    """``recheck`` (generation.recheck_rate): after a checked line the teacher may state the same check
+    again, up to MAX_RECHECKS times: free length for the rewards to value (the third §4 design). At 0 it
+    draws nothing, so every earlier run's walks are byte-identical."""
+    probs = _problems(1500)
+    for i, p in enumerate(probs[:300]):
+        assert st.write_long(p, random.Random(i), 0.1, 0.3, recheck=0.0) == st.write_long(p, random.Random(i), 0.1, 0.3)
+    plain, padded, restated = [], [], 0
+    for i, p in enumerate(probs):
+        plain.append(len(st.write_long(p, random.Random(i), error_rate=0.0, giveup=0.0)))
+        text = st.write_long(p, random.Random(i), error_rate=0.0, giveup=0.0, recheck=0.3)
+        padded.append(len(text))
+        assert extract_answer(text) == str(p.answer())  # rechecks never change the answer
+        lines = text.splitlines()
+        walk = [line for line in lines if not line.startswith("recheck ")]
+        if lines[-1].startswith("recheck "):  # the answer follows the last restatement
+            walk[-1] += " \\boxed" + lines[-1].split(" \\boxed")[1]
+        keys = [k for k, _ in p.pairs]
+        assert _check_walk(p, "\n".join(walk)) == keys[: keys.index(p.answer()) + 1]  # the walk underneath
+        run = 0
+        for before, line in zip(lines, lines[1:]):
+            if not line.startswith("recheck "):
+                run = 0
+                continue
+            run += 1
+            restated += 1
+            said = re.sub(r"^recheck |^\d>\d wait ", "", before).split(" \\boxed")[0]
+            assert line.split(" \\boxed")[0] == f"recheck {said}"  # the same check, restated
+            assert run <= st.MAX_RECHECKS
+    assert restated > 1000 and sum(padded) > 1.3 * sum(plain)
+
+
+def test_the_recheck_rate_reaches_the_teacher_and_enters_the_identity_only_when_set() -> None:
+    from longcot.stages.base import generation_identity
+    from longcot.study.spec import compose as compose_config
+
+    prompts = [[{"role": "user", "content": p.problem}] for p in toy_problems(50, 0, level="search", split="eval")]
+    params = SamplingParams(n=2, max_new_tokens=4096, temperature=1.0)
+    counts = {r: sum(c.text.count("recheck ") for o in SyntheticGenerator(style="long", recheck_rate=r).generate(
+        prompts, params, progress=False) for c in o) for r in (0.0, 0.3)}
+    assert counts[0.0] == 0 < counts[0.3]
+    with pytest.raises(ValueError, match="generation.recheck_rate must be in"):
+        SyntheticGenerator(recheck_rate=-0.1)
+    base = ["stage=distill", "generation=synthetic", "data=twin"]
+    default = generation_identity(compose_config(base))
+    assert "recheck_rate" not in default
+    assert generation_identity(compose_config([*base, "generation.recheck_rate=0.0"])) == default
+    assert generation_identity(compose_config([*base, "generation.recheck_rate=0.3"])) == {**default, "recheck_rate": 0.3}

@@ -73,6 +73,8 @@ class GenerationConfig:
     error_rate: float = in_range(0.2, 0, 1)  # synthetic: probability that a sample's final answer is wrong
     # synthetic, twin task, long style: per pair after the 3rd, the chance that the walk stops and guesses
     giveup_rate: float = in_range(0.08, 0, 1)
+    # synthetic, twin task, long style: per checked line, the chance of stating the same check again (<= 3)
+    recheck_rate: float = in_range(0.0, 0, 1)
     # Overrides of the benchmark's/stage's sampling settings (None: keep theirs).
     max_new_tokens: Optional[int] = at_least(None, 1)
     temperature: Optional[float] = at_least(None, 0)

@@ -26,13 +26,22 @@ from longcot.data.twin import Lookup
 SLIP_RATE = 0.08  # per pair: copied wrong, caught by the check at once
 GIVEUP_RATE = 0.08  # per pair after the GIVEUP_AFTER-th: stop walking and guess
 GIVEUP_AFTER = 3
+MAX_RECHECKS = 3  # per checked line
+
+
+def _rechecks(rng: random.Random, rate: float, check: str) -> list[str]:
+    out: list[str] = []
+    while rate and len(out) < MAX_RECHECKS and rng.random() < rate:
+        out.append(f"recheck {check}")
+    return out
 
 
 def _other(rng: random.Random, value: int, size: int) -> int:
     return (value + rng.randint(1, size - 1)) % size
 
 
-def write_long(p: Lookup, rng: random.Random, error_rate: float, giveup: float = GIVEUP_RATE) -> str:
+def write_long(p: Lookup, rng: random.Random, error_rate: float, giveup: float = GIVEUP_RATE,
+               recheck: float = 0.0) -> str:
     """A walk over the map with checks; see the module docstring."""
     size = len(p.pairs)
     uncaught_at = rng.randrange(size) if rng.random() < error_rate else -1
@@ -49,10 +58,12 @@ def write_long(p: Lookup, rng: random.Random, error_rate: float, giveup: float =
             line = f"{k}>{_other(rng, v, size)} wait {k}>{v}"
         else:
             line = f"{k}>{v}"
-        if v == p.target:
-            lines.append(f"{line};{v} is {p.target}. \\boxed{{{k}}}")
+        verdict = "is" if v == p.target else "not"
+        lines.append(f"{line};{v} {verdict} {p.target}.")
+        lines += _rechecks(rng, recheck, f"{k}>{v};{v} {verdict} {p.target}.")
+        if verdict == "is":
+            lines[-1] += f" \\boxed{{{k}}}"
             return "\n".join(lines)
-        lines.append(f"{line};{v} not {p.target}.")
     guess = rng.randrange(size)
     lines.append(f"None matched, I guess \\boxed{{{guess}}}")
     return "\n".join(lines)

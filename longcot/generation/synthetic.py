@@ -252,14 +252,16 @@ class SyntheticGenerator:
     error_rate: float = 0.2
     name: str = "synthetic"
     giveup_rate: float = search_teacher.GIVEUP_RATE  # the twin's long teacher only
+    recheck_rate: float = 0.0  # the twin's long teacher only
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
             raise ValueError(f"generation.style={self.style!r}; valid: {', '.join(STYLES)}")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError(f"generation.error_rate must be in [0, 1], got {self.error_rate}")
-        if not 0.0 <= self.giveup_rate <= 1.0:
-            raise ValueError(f"generation.giveup_rate must be in [0, 1], got {self.giveup_rate}")
+        for key in ("giveup_rate", "recheck_rate"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"generation.{key} must be in [0, 1], got {getattr(self, key)}")
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(tokenize(t)) for t in texts]
@@ -272,7 +274,7 @@ class SyntheticGenerator:
         lookup = twin.parse(user)
         if lookup is not None:  # the CPU twin's search task (toy_level=search)
             if self.style == "long":
-                return search_teacher.write_long(lookup, rng, self.error_rate, self.giveup_rate)
+                return search_teacher.write_long(lookup, rng, self.error_rate, self.giveup_rate, self.recheck_rate)
             return search_teacher.write_short(lookup, rng, self.error_rate)
         match = _EXPR.search(user)
         expr = parse_expression(match.group(1)) if match else None
@@ -317,4 +319,4 @@ class SyntheticGenerator:
 def build(model_cfg: "ModelConfig", gen_cfg: "GenerationConfig") -> SyntheticGenerator:
     """Backend entry point used by :func:`longcot.generation.build_generator`."""
     return SyntheticGenerator(style=gen_cfg.style, error_rate=float(gen_cfg.error_rate), name=str(model_cfg.name),
-                              giveup_rate=float(gen_cfg.giveup_rate))
+                              giveup_rate=float(gen_cfg.giveup_rate), recheck_rate=float(gen_cfg.recheck_rate))

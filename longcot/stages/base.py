@@ -232,15 +232,18 @@ GENERATION_KEYS = ("backend", "tensor_parallel_size", "enforce_eager", "style", 
 def generation_identity(cfg: DictConfig) -> dict[str, Any]:
     """The engine settings that change what a distill or eval run generates: the keys above, the
     device for a real engine (sampling streams differ between CPU and CUDA), and the synthetic twin
-    teacher's ``giveup_rate`` when it is not the built-in rate (absent = the rate every run before the
-    key was added used, so their identities stand)."""
+    teacher's ``giveup_rate`` when it is not the built-in rate and its ``recheck_rate`` when it is not 0
+    (absent = the rates every run before the keys were added used, so their identities stand)."""
     from longcot.generation.search_teacher import GIVEUP_RATE
 
     gen: dict[str, Any] = {k: cfg.generation[k] for k in GENERATION_KEYS}
     if cfg.generation.backend != "synthetic":
         gen["device"] = identity_device(cfg)
-    elif float(cfg.generation.giveup_rate) != GIVEUP_RATE:
-        gen["giveup_rate"] = float(cfg.generation.giveup_rate)
+    else:
+        if float(cfg.generation.giveup_rate) != GIVEUP_RATE:
+            gen["giveup_rate"] = float(cfg.generation.giveup_rate)
+        if float(cfg.generation.recheck_rate) != 0.0:
+            gen["recheck_rate"] = float(cfg.generation.recheck_rate)
     return gen
 
 
