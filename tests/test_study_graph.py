@@ -204,3 +204,26 @@ def test_main_job_demo_is_the_twin_fig1_point_at_1M_for_seed_0(tmp_path: Path) -
     for cell, keys in demo.cells.items():
         assert keys == full.cells[cell], cell
     assert sorted(n.stage for n in demo.nodes.values()) == ["distill"] * 2 + ["eval"] * 2 + ["sft"] * 2
+
+
+TWIN_ALL_SOURCES = {  # twin_all's point -> (study, point) it repeats
+    "base": ("twin_fig1_sft_scaling", "base"), "long-1M": ("twin_fig1_sft_scaling", "long-1M"),
+    "short-1M": ("twin_fig1_sft_scaling", "short-1M"), "long-1M-rl": ("twin_sec4_cosine_vs_classic", "classic"),
+    "giveup-sft": ("twin_sec4_length_growth", "sft"), "giveup-classic": ("twin_sec4_length_growth", "classic"),
+    "recheck-sft": ("twin_sec4_recheck", "sft"), "recheck-classic": ("twin_sec4_recheck", "classic"),
+    "recheck-cosine": ("twin_sec4_recheck", "cosine"), "recheck-A": ("twin_sec4_recheck", "reward-A"),
+    "recheck-reppen": ("twin_sec4_recheck", "cosine-reppen"),
+}
+
+
+@pytest.mark.slow  # composes ~90 stage configs (about a minute on a quiet core)
+def test_twin_all_repeats_the_twin_studies_runs_exactly(tmp_path: Path) -> None:
+    """experiments/twin_all.yaml is one command for every twin finding: each of its points is a point of
+    a twin study with the same stage runs (identities), so neither reruns what the other finished."""
+    one = ["study.seeds=[1]", f"output_root={tmp_path}"]
+    every = build_graph(load_study(["+experiment=twin_all", *one]))
+    assert {p.split("@")[0] for p, _ in every.cells} == set(TWIN_ALL_SOURCES)
+    graphs = {s: build_graph(load_study([f"+experiment={s}", *one])) for s, _ in TWIN_ALL_SOURCES.values()}
+    for (cell, stage), keys in every.cells.items():
+        study, point = TWIN_ALL_SOURCES[cell.split("@")[0]]
+        assert keys == graphs[study].cells[(f"{point}@s1", stage)], (cell, stage)
