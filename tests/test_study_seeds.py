@@ -106,3 +106,26 @@ def test_study_only_runs_the_named_points_and_refuses_unknown_names(tmp_path: Pa
     assert [c.a for c in study.compare] == ["long"]  # the comparison stays (collect shows it as not run)
     with pytest.raises(ValueError, match=r"study.only: no point 'lnog'; did you mean long\? valid: long, short"):
         _load(tmp_path, extra=("study.only=[lnog]",))
+
+
+def test_a_seed_interval_is_drawn_within_an_accuracys_range_and_the_legend_says_so() -> None:
+    """Three seeds at 10 / 10 / 80%: the Student-t interval of the mean (33 +- 101) passes 0 and 100; the
+    figure draws it within 0-100 and says so in the label (seeds.md keeps the computed interval)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from longcot.study.figures import _seed_marks
+
+    fig, ax = plt.subplots()
+    _seed_marks(ax, [1.0, 2.0], [[10, 10, 80], [10, 11, 12]], "long", "tab:blue", lambda g: list(g), (0, 100))
+    bars = ax.collections[-1]
+    ys = [y for seg in bars.get_segments() for _, y in seg]
+    assert min(ys) == 0 and max(ys) == 100
+    assert bars.get_label() == "long: 95% CI of the mean over seeds (drawn within 0-100)"
+    fig2, ax2 = plt.subplots()
+    _seed_marks(ax2, [1.0], [[10, 11, 12]], "short", "tab:orange", lambda g: list(g), (0, 100))
+    assert ax2.collections[-1].get_label() == "short: 95% CI of the mean over seeds"  # nothing clipped
+    plt.close(fig)
+    plt.close(fig2)
