@@ -70,6 +70,9 @@ def _x(rows: list["Row"]) -> float:
     return float(xs[len(xs) // 2])
 
 
+ACCURACY_RANGE = (0.0, 100.0)  # where an accuracy (%) interval is drawn
+
+
 def _seed_marks(ax: Any, xs: list[float], groups: list[list["Row"]], name: str, color: Any, values: Any,
                 bounds: tuple[float, float] | None = None) -> None:
     """With seeds: each seed as a faint dot and the Student-t 95% interval of the mean as a bar, drawn
@@ -107,7 +110,7 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
             xs, means = [_x(g) for g in groups], [mean(acc(g)) for g in groups]
             n = max(len(g) for g in groups)
             (line,) = ax.plot(xs, means, marker="o", label=f"{style} CoT SFT" + (f" (mean of {n} seeds)" if n > 1 else ""))
-            _seed_marks(ax, xs, groups, style, line.get_color(), acc, (0, 100))
+            _seed_marks(ax, xs, groups, style, line.get_color(), acc, ACCURACY_RANGE)
     from longcot.stages.base import trained_by
 
     base = [r for r in result if r.accuracy is not None and trained_by(graph.nodes[r.eval_key].plan.upstream) is None]
@@ -122,7 +125,7 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
         shown = ", ".join(f"{mean(v):+.1f}" for v in gains if v)
         sc = ax.scatter(xs, means, marker=MARKERS[i % len(MARKERS)], s=60, zorder=3,
                         label=f"+RL {variant}" + (f" ({shown} pts)" if shown else ""))
-        _seed_marks(ax, xs, groups, f"+RL {variant}", sc.get_facecolor()[0], acc, (0, 100))
+        _seed_marks(ax, xs, groups, f"+RL {variant}", sc.get_facecolor()[0], acc, ACCURACY_RANGE)
         for x, m, v in zip(xs, means, gains):
             if v:
                 ax.annotate("", xy=(x, m), xytext=(x, m - mean(v)),
@@ -217,7 +220,7 @@ def reward_variants_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
     seeds = " (mean over seeds)" if any(len(g) > 1 for g in groups) else ""
     acc = lambda g: [100 * r.accuracy for r in g]  # noqa: E731
     axes[0].bar(xs, [mean(acc(g)) for g in groups], color="tab:blue", alpha=0.7, label=f"after RL{seeds}")
-    _seed_marks(axes[0], [float(x) for x in xs], groups, "after RL", "tab:blue", acc, (0, 100))
+    _seed_marks(axes[0], [float(x) for x in xs], groups, "after RL", "tab:blue", acc, ACCURACY_RANGE)
     starts = [(x, mean([100 * (r.accuracy - r.rl_gain) for r in g])) for x, g in zip(xs, groups)
               if all(r.rl_gain is not None for r in g)]
     if starts:
