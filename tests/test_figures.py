@@ -29,6 +29,14 @@ def check_figure(fig: Any, *names: str) -> None:
                 label = artist.patches[0].get_label()
             assert label in in_legend, f"{artist!r} ({label!r}) has no legend entry"
         box = ax.get_window_extent(renderer)
+        for axis, lo, hi in ((ax.xaxis, box.x0, box.x1), (ax.yaxis, box.y0, box.y1)):  # tick labels drawn
+            ticks = [t for t in axis.get_ticklabels(which="both") if t.get_visible() and t.get_text()]
+            exts = [(t.get_window_extent(renderer), t.get_text()) for t in ticks]
+            exts = [(e, t) for e, t in exts if axis is ax.xaxis and lo - 1 <= (e.x0 + e.x1) / 2 <= hi + 1
+                    or axis is ax.yaxis and lo - 1 <= (e.y0 + e.y1) / 2 <= hi + 1]
+            for i, (a, ta) in enumerate(exts):
+                for b, tb in exts[i + 1:]:
+                    assert not a.overlaps(b), f"tick labels {ta!r} and {tb!r} overlap"
         for text in ax.texts:
             if text.get_text() and text.get_visible():
                 ext = text.get_window_extent(renderer)
@@ -123,6 +131,42 @@ def test_eval_and_rl_run_figures_label_every_artist_and_name_checkpoint_and_data
             plt.close(fig)
 
 
+def test_sft_scaling_figure_labels_budgets_a_decade_apart_and_sets_rl_points_beside(finished_study: Any) -> None:
+    """Four budgets from 128K to 1M SFT tokens (twin_fig1_sft_scaling's): one tick label per budget, none
+    overlapping (the log axis's default minor labels 2x10^5, 3x10^5, 4x10^5 collide there), and an RL
+    point drawn beside its SFT start, not on top of it, its gain named per style in the legend."""
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from longcot.study import figures
+    from longcot.study.collect import rows
+
+    graph = finished_study
+    result = rows(graph)
+    sft_rows = [r for r in result if r.sft_tokens is not None and r.rl is None]
+    rl_rows = [r for r in result if r.rl is not None and r.sft_tokens is not None]
+    assert sft_rows and rl_rows
+    budgets = (128_040, 256_310, 512_170, 1_000_123)
+    spread = [dataclasses.replace(sft_rows[0], point=f"p{b}", group=f"p{b}", sft_tokens=b) for b in budgets]
+    moved = [dataclasses.replace(r, sft_tokens=budgets[-1]) for r in rl_rows]
+    fig = figures.sft_scaling_figure(graph, spread + moved)
+    check_figure(fig, "tstudy")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels() if t.get_text()] == ["128K", "256K", "512K", "1M"]
+    rl_marks = [c for c in ax.collections if c.get_label().startswith("+RL ")]
+    assert rl_marks and all(x > budgets[-1] * 1.05 for c in rl_marks for x, _ in c.get_offsets())
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(lab.startswith(f"+RL grpo/classic ({rl_rows[0].style} ") for lab in legend), legend
+    plt.close(fig)
+
+
+def test_token_count_labels() -> None:
+    from longcot.study.figures import token_count
+
+    assert [token_count(x) for x in (950, 128_000, 1_000_123, 2_500_000_000)] == ["950", "128K", "1M", "2.5B"]
+
+
 def test_eval_figure_without_reflection_keywords_says_so_on_a_0_to_1_axis() -> None:
     from longcot.analysis.plots import eval_figure
 
@@ -152,6 +196,11 @@ def test_check_figure_catches_an_unlabelled_line_and_text_past_the_axes() -> Non
     ax.legend()
     ax.text(0.9, 0.5, "a label much too long to fit inside these axes", transform=ax.transAxes)
     with pytest.raises(AssertionError, match="runs past its axes"):
+        check_figure(fig, "tiny")
+    ax.texts[0].remove()
+    check_figure(fig, "tiny")
+    ax.set_xticks([0.5, 0.51], ["a long tick label", "another long one"])
+    with pytest.raises(AssertionError, match="tick labels 'a long tick label' and 'another long one' overlap"):
         check_figure(fig, "tiny")
     plt.close(fig)
 

@@ -94,6 +94,32 @@ def _seed_marks(ax: Any, xs: list[float], groups: list[list["Row"]], name: str, 
                   color=color, alpha=0.8, linewidth=2, label=label)
 
 
+RL_BESIDE = 1.12  # an RL point sits this factor right of its SFT start on the log axis, not on top of it
+
+
+def token_count(x: float) -> str:
+    """A token count as an axis label: 128000 -> 128K, 1000123 -> 1M, 2.5e9 -> 2.5B."""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if x >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.0f}"
+
+
+def _budget_ticks(ax: Any, xs: list[float]) -> None:
+    """One labelled tick per SFT budget (the styles' token counts at a budget differ by a few %, so ticks
+    within 20% are one), no labelled minor ticks: log axes' default minor labels (2x10^5, 3x10^5, ...)
+    collide between budgets a decade apart."""
+    from matplotlib.ticker import NullFormatter
+
+    ticks: list[float] = []
+    for x in sorted(xs):
+        if not ticks or x > ticks[-1] * 1.2:
+            ticks.append(x)
+    if ticks:
+        ax.set_xticks(ticks, [token_count(x) for x in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
     """Accuracy vs SFT tokens (log x) per style; the untrained baseline; RL points with arrows from their
     start. With study seeds each point is the mean over its seeds, beside each seed and the 95% interval."""
@@ -120,21 +146,23 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
     variants = sorted({r.rl for r in scaling if r.rl is not None})
     for i, variant in enumerate(variants):
         groups = list(_grouped([r for r in scaling if r.rl == variant]).values())
-        xs, means = [_x(g) for g in groups], [mean(acc(g)) for g in groups]
+        starts = [_x(g) for g in groups]
+        xs, means = [x * RL_BESIDE for x in starts], [mean(acc(g)) for g in groups]
         gains = [[100 * r.rl_gain for r in g if r.rl_gain is not None] for g in groups]
-        shown = ", ".join(f"{mean(v):+.1f}" for v in gains if v)
+        shown = ", ".join(f"{g[0].style or '?'} {mean(v):+.1f}" for g, v in zip(groups, gains) if v)
         sc = ax.scatter(xs, means, marker=MARKERS[i % len(MARKERS)], s=60, zorder=3,
                         label=f"+RL {variant}" + (f" ({shown} pts)" if shown else ""))
         _seed_marks(ax, xs, groups, f"+RL {variant}", sc.get_facecolor()[0], acc, ACCURACY_RANGE)
-        for x, m, v in zip(xs, means, gains):
+        for x0, x, m, v in zip(starts, xs, means, gains):
             if v:
-                ax.annotate("", xy=(x, m), xytext=(x, m - mean(v)),
+                ax.annotate("", xy=(x, m), xytext=(x0, m - mean(v)),
                             arrowprops={"arrowstyle": "->", "color": "tab:red", "alpha": 0.6})
     lo, hi = min(r.sft_tokens for r in scaling), max(r.sft_tokens for r in scaling)
     if lo > 0:
         ax.set_xscale("log")
         if hi < 4 * lo:  # one budget (or close ones): a decade around them, not ticks crowded on a sliver
             ax.set_xlim(lo / 3, hi * 3)
+        _budget_ticks(ax, [_x(g) for g in _grouped([r for r in scaling if r.rl is None]).values()])
     ax.set_xlabel("SFT tokens (log scale)" if ax.get_xscale() == "log" else "SFT tokens")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
