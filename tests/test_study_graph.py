@@ -210,9 +210,10 @@ TWIN_ALL_SOURCES = {  # twin_all's point -> (study, point) it repeats
     "base": ("twin_fig1_sft_scaling", "base"), "long-1M": ("twin_fig1_sft_scaling", "long-1M"),
     "short-1M": ("twin_fig1_sft_scaling", "short-1M"), "long-1M-rl": ("twin_sec4_cosine_vs_classic", "classic"),
     "giveup-sft": ("twin_sec4_length_growth", "sft"), "giveup-classic": ("twin_sec4_length_growth", "classic"),
-    "recheck-sft": ("twin_sec4_recheck", "sft"), "recheck-classic": ("twin_sec4_recheck", "classic"),
-    "recheck-cosine": ("twin_sec4_recheck", "cosine"), "recheck-A": ("twin_sec4_recheck", "reward-A"),
-    "recheck-reppen": ("twin_sec4_recheck", "cosine-reppen"),
+    "recheck-sft": ("twin_sec4_recheck_2m", "sft"), "recheck-classic": ("twin_sec4_recheck_2m", "classic"),
+    "recheck-cosine": ("twin_sec4_recheck_2m", "cosine"), "recheck-A": ("twin_sec4_recheck_2m", "reward-A"),
+    "recheck-reppen": ("twin_sec4_recheck_2m", "cosine-reppen"),
+    "window-96": ("twin_sec4_context_window", "window-96"), "window-128": ("twin_sec4_context_window", "window-128"),
 }
 
 
