@@ -29,11 +29,11 @@ def check_figure(fig: Any, *names: str) -> None:
                 label = artist.patches[0].get_label()
             assert label in in_legend, f"{artist!r} ({label!r}) has no legend entry"
         box = ax.get_window_extent(renderer)
-        for axis, lo, hi in ((ax.xaxis, box.x0, box.x1), (ax.yaxis, box.y0, box.y1)):  # tick labels drawn
-            ticks = [t for t in axis.get_ticklabels(which="both") if t.get_visible() and t.get_text()]
-            exts = [(t.get_window_extent(renderer), t.get_text()) for t in ticks]
-            exts = [(e, t) for e, t in exts if axis is ax.xaxis and lo - 1 <= (e.x0 + e.x1) / 2 <= hi + 1
-                    or axis is ax.yaxis and lo - 1 <= (e.y0 + e.y1) / 2 <= hi + 1]
+        for axis, lo, hi, mid in ((ax.xaxis, box.x0, box.x1, lambda e: (e.x0 + e.x1) / 2),
+                                  (ax.yaxis, box.y0, box.y1, lambda e: (e.y0 + e.y1) / 2)):
+            exts = [(t.get_window_extent(renderer), t.get_text()) for t in axis.get_ticklabels(which="both")
+                    if t.get_visible() and t.get_text()]
+            exts = [(e, t) for e, t in exts if lo - 1 <= mid(e) <= hi + 1]  # drawn: within the axes' span
             for i, (a, ta) in enumerate(exts):
                 for b, tb in exts[i + 1:]:
                     assert not a.overlaps(b), f"tick labels {ta!r} and {tb!r} overlap"
