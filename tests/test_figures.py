@@ -165,6 +165,8 @@ def test_token_count_labels() -> None:
     from longcot.study.figures import token_count
 
     assert [token_count(x) for x in (950, 128_000, 1_000_123, 2_500_000_000)] == ["950", "128K", "1M", "2.5B"]
+    # just under a unit: rounding picks the unit, not "1e+03K"
+    assert [token_count(x) for x in (999.7, 999_999, 12_345, 999_999_999)] == ["1K", "1M", "12.3K", "1B"]
 
 
 def test_eval_figure_without_reflection_keywords_says_so_on_a_0_to_1_axis() -> None:

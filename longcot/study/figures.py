@@ -98,11 +98,13 @@ RL_BESIDE = 1.12  # an RL point sits this factor right of its SFT start on the l
 
 
 def token_count(x: float) -> str:
-    """A token count as an axis label: 128000 -> 128K, 1000123 -> 1M, 2.5e9 -> 2.5B."""
+    """A token count as an axis label: 128000 -> 128K, 1000123 -> 1M, 999999 -> 1M, 2.5e9 -> 2.5B.
+    Rounded to 3 significant digits before the unit is picked, so a count just under a unit takes it."""
+    rounded = float(f"{x:.3g}")
     for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if x >= div:
-            return f"{x / div:.3g}{suffix}"
-    return f"{x:.0f}"
+        if rounded >= div:
+            return f"{rounded / div:.3g}{suffix}"
+    return f"{rounded:.0f}"
 
 
 def _budget_ticks(ax: Any, xs: list[float]) -> None:
