@@ -43,6 +43,8 @@ def test_summary_statistics_hand_computed() -> None:
     assert s["mean_tokens"] == 15 and s["truncation_rate"] == 0.5
     # correct: a0 (10), b0 (10), a1 (20) -> 40/3; wrong: b1 (20)
     assert s["mean_tokens_correct"] == pytest.approx(40 / 3) and s["mean_tokens_wrong"] == 20
+    # within a problem: only b is mixed (b0 right, 10 tokens; b1 wrong, 20): right - wrong = -10
+    assert s["length_gap"] == {"mixed": 1.0, "right_minus_wrong": -10.0, "share_right_longer": 0.0}
     assert s["reflection"]["wait"]["response_rate"] == 0.5
 
 
@@ -52,6 +54,7 @@ def test_single_sample_has_no_standard_error() -> None:
     s = summarise(problems, rows, n=1, keywords=[])
     assert s["accuracy_se"] is None  # JSON null, not NaN
     assert s["mean_tokens_correct"] == 1 and s["mean_tokens_wrong"] is None  # no wrong response: null
+    assert s["length_gap"] is None  # no problem with a right and a wrong sample: null
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:

@@ -110,7 +110,8 @@ def test_two_ranks_train_like_one(tmp_path: Path) -> None:
         assert [r["step"] for r in rb] == [1, 2]
         for x, y in zip(ra, rb):
             # the same rollouts (per-sample seeds): per-response metrics are identical
-            for key in ("reward", "accuracy", "response_length_mean", "response_length_max", "truncation_ratio"):
+            for key in ("reward", "accuracy", "response_length_mean", "response_length_max", "truncation_ratio",
+                        "length_gap/mixed_groups"):
                 assert y[key] == pytest.approx(x[key], rel=1e-9, abs=1e-12), (name, key)
             # step 1 from the same weights: tight; step 2 after Adam's few noise-sized element flips
             rel = 1e-4 if x["step"] == 1 else 2e-3

@@ -117,7 +117,7 @@ def test_every_algorithm_runs_on_the_one_loop(name, tmp_path, one_torch_thread):
     assert [r["step"] for r in recs] == [1, 2]
     keys = {"reward", "reward/correctness", "reward/repetition", "accuracy", "response_length_mean",
             "response_length_max", "truncation_ratio", "kl", "entropy", "policy_loss", "clip_frac",
-            "reflection/wait", "reflection/however", *TIMING_KEYS}
+            "reflection/wait", "reflection/however", "length_gap/mixed_groups", *TIMING_KEYS}
     assert keys <= set(recs[0]), keys - set(recs[0])
     assert ("value_loss" in recs[0]) == (name == "ppo")
     assert ("kl_loss" in recs[0]) == (name in ("grpo", "dr_grpo"))
@@ -125,6 +125,8 @@ def test_every_algorithm_runs_on_the_one_loop(name, tmp_path, one_torch_thread):
         assert recs[1]["kl"] != 0.0  # advantages = returns - values: the actor moved after one update
     # the random-init tiny model rambles to the limit: truncated, so the cosine exceed reward -10
     assert recs[0]["truncation_ratio"] == 1.0 and recs[0]["reward/correctness"] == -10.0
+    # nothing right, so no group has a right and a wrong sample: no within-group length gap to log
+    assert recs[0]["length_gap/mixed_groups"] == 0.0 and "length_gap/right_minus_wrong" not in recs[0]
     assert recs[0]["reward/repetition"] <= 0.0
     if name != "ppo" and recs[0]["reward/repetition"] == 0.0:
         # every sample has the same return (and KL 0 at step 1): zero advantage after group

@@ -217,6 +217,7 @@ def train(
     with ``reload_weights`` after every update). A run whose final actor is written returns at once
     (its records, nothing retrained).
     """
+    from longcot.analysis.length import length_gap
     from longcot.analysis.reflection import keyword_frequency
     from longcot.data.prompts import chat_prompt
     from longcot.generation.base import SamplingParams, prompt_seed
@@ -539,6 +540,13 @@ def train(
         record["response_length_mean"] = sum(lengths) / n_all
         record["response_length_max"] = max(lengths)
         record["truncation_ratio"] = sum(x for r in per_response for x in r["truncated"]) / n_all
+        # §4.1's premise per prompt group (each rank holds whole groups): are the right samples the longer ones?
+        gap = length_gap(list(zip(r["correct"][i : i + group], r["length"][i : i + group]))
+                         for r in per_response for i in range(0, len(r["length"]), group))
+        record["length_gap/mixed_groups"] = gap["mixed"] if gap else 0.0
+        if gap is not None:  # no mixed group: no gap to log (not 0)
+            record["length_gap/right_minus_wrong"] = gap["right_minus_wrong"]
+            record["length_gap/share_right_longer"] = gap["share_right_longer"]
         record["kl"] = _global_mean(approx_kl(old_logp, ref_logp, mask, "k1"), mask)
         # what was generated vs trained (dynamic sampling generates more than it trains)
         n_gen, gen_correct, gen_tokens = all_reduce_sum([float(len(generated)), float(sum(

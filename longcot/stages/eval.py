@@ -23,6 +23,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from longcot import runs
+from longcot.analysis.length import length_gap_of_rows
 from longcot.analysis.plots import plot_eval
 from longcot.analysis.reflection import keyword_frequency
 from longcot.config.scale import Cap, capped, caps_note, caps_record
@@ -99,7 +100,8 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
 
 def summarise(problems: list[Problem], rows: list[dict[str, Any]], n: int, keywords: list[str]) -> dict[str, Any]:
     """Accuracy (mean, standard error across the n sample sets and across problems), length (all
-    responses, the correct ones, the wrong ones), truncation rate and reflection-keyword frequencies."""
+    responses, the correct ones, the wrong ones, right vs wrong within a problem), truncation rate and
+    reflection-keyword frequencies."""
     total = len(rows)
     correct = [r["correct"] for r in rows]
     acc = sum(correct) / total if total else 0.0
@@ -123,6 +125,8 @@ def summarise(problems: list[Problem], rows: list[dict[str, Any]], n: int, keywo
         # §4.1's premise (longer reasoning is more often right) read off one checkpoint; None: no such response
         "mean_tokens_correct": _mean([r["tokens"] for r in rows if r["correct"]]),
         "mean_tokens_wrong": _mean([r["tokens"] for r in rows if not r["correct"]]),
+        # the same within each problem (what a group-relative reward sees): longcot/analysis/length.py
+        "length_gap": length_gap_of_rows(rows),
         "truncation_rate": sum(r["finish_reason"] == "length" for r in rows) / max(total, 1),
         "extracted_rate": sum(r["extracted_answer"] is not None for r in rows) / max(total, 1),
         "reflection": keyword_frequency([r["response"] for r in rows], keywords),
