@@ -161,6 +161,37 @@ def test_sft_scaling_figure_labels_budgets_a_decade_apart_and_sets_rl_points_bes
     plt.close(fig)
 
 
+def test_rl_points_of_one_variant_from_one_start_are_told_apart(finished_study: Any) -> None:
+    """Two RL points with the same algorithm and reward from the same SFT start (twin_sec4_context_window:
+    only the window differs) are two legend series named after their points, drawn side by side; before,
+    they were one series whose label listed two unnamed gains and whose marks sat on one x."""
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from longcot.study import figures
+    from longcot.study.collect import rows
+
+    graph = finished_study
+    result = rows(graph)
+    sft_rows = [r for r in result if r.sft_tokens is not None and r.rl is None]
+    rl_rows = [r for r in result if r.rl is not None and r.sft_tokens is not None]
+    assert sft_rows and rl_rows
+    other = [dataclasses.replace(r, point="window-96", group="window-96", accuracy=(r.accuracy or 0) / 2) for r in rl_rows]
+    series = figures.rl_series(rl_rows + other)
+    assert [name for name, _ in series] == [f"+RL {rl_rows[0].rl} ({rl_rows[0].group})", f"+RL {rl_rows[0].rl} (window-96)"]
+    fig = figures.sft_scaling_figure(graph, sft_rows + rl_rows + other)
+    check_figure(fig, "tstudy")
+    ax = fig.axes[0]
+    marks = {c.get_label().split(" (")[1].rstrip(")"): c.get_offsets()[0][0] for c in ax.collections
+             if c.get_label().startswith("+RL ") and not c.get_label().endswith("each seed")}
+    assert set(marks) == {rl_rows[0].group, "window-96"} and marks[rl_rows[0].group] != marks["window-96"], marks
+    # one variant over two starts stays one series (Fig. 1: long and short CoT + the same RL)
+    shifted = [dataclasses.replace(r, style="short", sft_tokens=(r.sft_tokens or 1) * 2) for r in other]
+    assert [name for name, _ in figures.rl_series(rl_rows + shifted)] == [f"+RL {rl_rows[0].rl}"]
+    plt.close(fig)
+
+
 def test_token_count_labels() -> None:
     from longcot.study.figures import token_count
 

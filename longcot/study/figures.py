@@ -95,6 +95,22 @@ def _seed_marks(ax: Any, xs: list[float], groups: list[list["Row"]], name: str, 
 
 
 RL_BESIDE = 1.12  # an RL point sits this factor right of its SFT start on the log axis, not on top of it
+RL_SPREAD = 1.08  # and each further RL series this factor further right
+
+
+def rl_series(rows: list["Row"]) -> list[tuple[str, list[list["Row"]]]]:
+    """The RL points as legend series: one per RL variant (algorithm/reward), its points over the SFT
+    starts; a variant with two points from the same start (e.g. only the window differs) is split into
+    one series per point, named after it, so no two points of a series coincide or share a label."""
+    out: list[tuple[str, list[list["Row"]]]] = []
+    for variant in sorted({r.rl for r in rows if r.rl is not None}):
+        groups = list(_grouped([r for r in rows if r.rl == variant]).values())
+        starts = [(g[0].style, _x(g)) for g in groups]
+        if len(set(starts)) == len(starts):
+            out.append((f"+RL {variant}", groups))
+        else:
+            out += [(f"+RL {variant} ({g[0].group})", [g]) for g in groups]
+    return out
 
 
 def token_count(x: float) -> str:
@@ -145,16 +161,15 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
     for (group, bench, _), g in _grouped(base).items():  # evals of a model no run of the study trained
         ax.axhline(mean(acc(g)), color="gray", linestyle="--",
                    label=f"untrained ({group}, {bench})" + (f", mean of {len(g)} seeds" if len(g) > 1 else ""))
-    variants = sorted({r.rl for r in scaling if r.rl is not None})
-    for i, variant in enumerate(variants):
-        groups = list(_grouped([r for r in scaling if r.rl == variant]).values())
+    for i, (name, groups) in enumerate(rl_series(scaling)):
         starts = [_x(g) for g in groups]
-        xs, means = [x * RL_BESIDE for x in starts], [mean(acc(g)) for g in groups]
+        # each series one step further right, so RL points from the same start do not hide each other
+        xs, means = [x * RL_BESIDE * RL_SPREAD ** i for x in starts], [mean(acc(g)) for g in groups]
         gains = [[100 * r.rl_gain for r in g if r.rl_gain is not None] for g in groups]
         shown = ", ".join(f"{g[0].style or '?'} {mean(v):+.1f}" for g, v in zip(groups, gains) if v)
         sc = ax.scatter(xs, means, marker=MARKERS[i % len(MARKERS)], s=60, zorder=3,
-                        label=f"+RL {variant}" + (f" ({shown} pts)" if shown else ""))
-        _seed_marks(ax, xs, groups, f"+RL {variant}", sc.get_facecolor()[0], acc, ACCURACY_RANGE)
+                        label=name + (f" ({shown} pts)" if shown else ""))
+        _seed_marks(ax, xs, groups, name, sc.get_facecolor()[0], acc, ACCURACY_RANGE)
         for x0, x, m, v in zip(starts, xs, means, gains):
             if v:
                 ax.annotate("", xy=(x, m), xytext=(x0, m - mean(v)),
