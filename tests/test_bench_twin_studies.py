@@ -1,0 +1,44 @@
+"""tests/perf/bench_twin_studies.py --from: reads the driver's log of each stage run a study plans
+(first and last timestamped record) and sums them per stage; runs without a log are counted, not
+guessed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from longcot.study import records
+from longcot.study.graph import build_graph
+from longcot.study.spec import load_study
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY = ["+experiment=twin_fig1_sft_scaling", "study.only=[long-1M]", "study.seeds=[0]"]
+
+
+def test_bench_from_reads_each_planned_runs_log(tmp_path: Path) -> None:
+    graph = build_graph(load_study([*STUDY, f"output_root={tmp_path}"]))
+    nodes = {n.stage: n for n in graph.ordered()}
+    assert set(nodes) == {"distill", "sft", "eval"}
+    logs = {"distill": ("2026-12-04 01:00:00,000", "2026-12-04 01:01:30,500"),  # 90.5 s
+            "sft": ("2026-12-04 01:02:00,000", "2026-12-04 01:12:00,000")}  # 600 s; eval: no log
+    for stage, (first, last) in logs.items():
+        log = records.local_log(nodes[stage].plan)
+        log.parent.mkdir(parents=True)
+        log.write_text(f"{first} [x][INFO] - start\nnot a record\n{last} [x][INFO] - done\n")
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "perf" / "bench_twin_studies.py"), "--from",
+                           str(tmp_path), "twin_fig1_sft_scaling", "--", "study.only=[long-1M]", "study.seeds=[0]"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("twin_fig1_sft_scaling: 3 stage runs, 2 logged, 1 without a log; logged 11.5 min = ")
+    assert "distill 1.5 min (13%), sft 10.0 min (87%), rl 0.0 min (0%), eval 0.0 min (0%)" in line
+
+
+def test_bench_rejects_a_bad_study_in_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "perf" / "bench_twin_studies.py"), "--from",
+                           str(tmp_path), "no_such_study"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("no_such_study: config error:") and len(proc.stderr.strip().splitlines()) == 1
