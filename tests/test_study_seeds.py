@@ -129,3 +129,14 @@ def test_a_seed_interval_is_drawn_within_an_accuracys_range_and_the_legend_says_
     assert ax2.collections[-1].get_label() == "short: 95% CI of the mean over seeds"  # nothing clipped
     plt.close(fig)
     plt.close(fig2)
+
+
+def test_one_command_per_seed_plans_the_same_runs_as_one_list_of_seeds(tmp_path: Path) -> None:
+    """A run's identity holds its own seed only: 'study.seeds=[3]' then '[4]' plan exactly the runs of
+    'study.seeds=[3,4]' (the README's seeds 3-4 commands rely on it)."""
+    def cells(seeds: str) -> dict:
+        graph = build_graph(_load(tmp_path, extra=(f"study.seeds={seeds}",)))
+        return {k: v for k, v in graph.cells.items()}
+    both = cells("[3,4]")
+    assert both == {**cells("[3]"), **cells("[4]")}
+    assert both[("long@s3", "eval")] != both[("long@s4", "eval")]
