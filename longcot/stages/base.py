@@ -11,7 +11,7 @@ A stage is a module with three functions:
   resumes inside its run directory. Runs of one directory are serialised by a lock.
 * ``artifacts(run_dir) -> Artifacts``: reads a finished run.
 
-The steps every stage shares live here once: the run lock, the config snapshot, the sweep of stale
+The steps every stage shares live here once: the run lock, the config and environment snapshots, the sweep of stale
 temporary files, the cleanup of a run that failed before finishing anything, the tracker, the scale
 notes (what ``scale=smoke`` capped) and the result table.
 """
@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from longcot import runs
+from longcot import environment, runs
 
 log = logging.getLogger(__name__)
 LOCK = ".run.lock"
@@ -141,9 +141,9 @@ def set_threads(cfg: DictConfig) -> None:
 
 @contextmanager
 def running(plan: Plan, keep: Sequence[str] = ()) -> Iterator[Path]:
-    """The shared frame of ``run``: lock, sweep stale temp files, snapshot the config, warn the
-    notes; on failure, remove the run directory if nothing in it but the snapshot and lock
-    (and the names in ``keep``) was written. In a multi-process job only rank 0 does these."""
+    """The shared frame of ``run``: lock, sweep stale temp files, snapshot the config and append the
+    environment (:mod:`longcot.environment`), warn the notes; on failure, remove the run directory if
+    nothing in it but those snapshots and the lock (and the names in ``keep``) was written. In a multi-process job only rank 0 does these."""
     from longcot.training.distributed import detect
 
     run_dir = plan.run_dir
@@ -159,6 +159,7 @@ def running(plan: Plan, keep: Sequence[str] = ()) -> Iterator[Path]:
         sweep_temp_files(run_dir)
         runs.write_text(run_dir / CONFIG, OmegaConf.to_yaml(OmegaConf.create(
             {"identity": plan.identity, "notes": list(plan.notes)})))
+        environment.record(run_dir)
         try:
             yield run_dir
         except BaseException:
@@ -179,9 +180,9 @@ def finish_training_run(run_dir: Path, summary_name: str, summary: dict[str, Any
 
 def remove_if_unused(run_dir: Path, existed: bool, keep: Sequence[str] = (), root: Path | None = None) -> None:
     """After a failure: remove ``run_dir`` if this run created it and wrote nothing in it but its
-    config snapshot and lock (and the names in ``keep``), so no empty run looks like a real one;
+    config and environment snapshots and lock (and the names in ``keep``), so no empty run looks like a real one;
     then the parents it leaves empty, up to ``root``."""
-    leftover = {p.name for p in run_dir.iterdir()} - {CONFIG, LOCK, *keep} if run_dir.is_dir() else set()
+    leftover = {p.name for p in run_dir.iterdir()} - {CONFIG, environment.FILE, LOCK, *keep} if run_dir.is_dir() else set()
     if existed or leftover:
         return
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from longcot import runs
+from longcot import environment, runs
 from longcot.data.records import Problem
 from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.distill.sampling import Selection, TeacherPlan, grade_rows, teacher_plan
@@ -423,6 +423,7 @@ def run(p: Plan) -> Artifacts:
     existed = run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(p.identity["sampling"])))
+    environment.record(run_dir)
     log.info("distill %s on %s (scale=%s): N=%s (sampling %d per prompt, %d new tokens%s), %s", tp.teacher,
              cfg.data.name, cfg.scale.name, list(tp.ns), tp.params.n, tp.params.max_new_tokens,
              f", saving {100 * tp.saving:.0f}% vs sampling each N" if tp.saving > 0 else "", run_dir)

@@ -1,0 +1,81 @@
+"""What computed a run, kept beside its identity: the host, Python and library versions, the CPU kernels
+torch dispatches to (``torch.backends.cpu.get_cpu_capability()``), the GPU and the thread count.
+
+Not part of the identity: the same config on another machine is the same experiment, and its outputs
+are meant to agree. They do not always agree bit for bit (other kernels, other rounding), and on the
+twin task the tiny student's SFT can land on either side of its learning jump from a last-bit
+difference (README "Run identity"), so every (re)start of a run appends its environment to
+``environment.json`` in the run directory: a run resumed elsewhere shows both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+FILE = "environment.json"
+PACKAGES = ("torch", "transformers", "vllm", "math-verify")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe() -> dict[str, Any]:
+    """This process's environment, as recorded in a run directory."""
+    import torch
+
+    env: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": os.uname().nodename,
+        "python": platform.python_version(),
+        "packages": {p: v for p in PACKAGES if (v := _version(p)) is not None},
+        "cpu": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return env
+
+
+def kernels(env: dict[str, Any]) -> str:
+    """The part of an environment that decides the arithmetic: torch's version, CPU kernels and GPU."""
+    return " ".join(str(x) for x in (f"torch {env.get('packages', {}).get('torch')}",
+                                     env.get("cpu_capability"), env.get("cuda") or "") if x).strip()
+
+
+def read(run_dir: Path) -> list[dict[str, Any]]:
+    """Every environment a run was (re)started in, oldest first ([] for a run from before this file)."""
+    path = Path(run_dir) / FILE
+    if not path.is_file():
+        return []
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def record(run_dir: Path) -> dict[str, Any]:
+    """Append this process's environment to the run directory's ``environment.json`` (atomic write)."""
+    from longcot import runs
+
+    env = describe()
+    runs.write_json(Path(run_dir) / FILE, [*read(run_dir), env])
+    return env

@@ -1,0 +1,51 @@
+"""Every run directory keeps the environment that computed it (longcot/environment.py): appended at each
+(re)start, never part of the identity, and not enough on its own to keep a failed run's directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from longcot import environment, runs
+from tests.stage_helpers import distill_run, eval_run
+from tests.test_trust import SYNTH, _cfg
+
+
+def test_each_start_appends_what_computed_the_run(tmp_path: Path) -> None:
+    first = environment.record(tmp_path)
+    assert first["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert first["packages"]["torch"] == torch.__version__ and first["torch_threads"] == torch.get_num_threads()
+    torch_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        environment.record(tmp_path)
+    finally:
+        torch.set_num_threads(torch_threads)
+    both = environment.read(tmp_path)
+    assert [e["torch_threads"] for e in both] == [torch_threads, 1] and both[0] == first
+    assert environment.kernels(first) == f"torch {torch.__version__} {torch.backends.cpu.get_cpu_capability()}"
+    assert environment.read(tmp_path / "absent") == []
+
+
+def test_stage_runs_record_it_and_their_identity_does_not_hold_it(tmp_path: Path) -> None:
+    summary = eval_run(_cfg(tmp_path, *SYNTH, "benchmark.limit=3"))["toy"]
+    [run_dir] = [p.parent for p in tmp_path.glob("eval/**/summary.json")]
+    [env] = environment.read(run_dir)
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and runs.is_done(run_dir)
+    assert "cpu_capability" not in (run_dir / "config.yaml").read_text() and summary["num_problems"] == 3
+    manifest = distill_run(_cfg(tmp_path, "stage=distill", "data=toy", "model=synthetic-long",
+                                "generation=synthetic", "data.toy_size=8", "distill.n=2", "distill.derive_n=[]"))
+    assert len(environment.read(Path(manifest["dir"]).parent)) == 1
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_directory(tmp_path: Path) -> None:
+    """The environment snapshot, like the config snapshot, does not make a failed run look like a real one."""
+    from longcot.stages.base import remove_if_unused
+
+    run_dir = tmp_path / "eval" / "x" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("identity: {}\n")
+    environment.record(run_dir)
+    remove_if_unused(run_dir, existed=False, root=tmp_path)
+    assert not (tmp_path / "eval").exists()
