@@ -49,3 +49,25 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_directory(tmp_path: 
     environment.record(run_dir)
     remove_if_unused(run_dir, existed=False, root=tmp_path)
     assert not (tmp_path / "eval").exists()
+
+
+def test_collect_says_under_which_environments_the_runs_were_computed(tmp_path: Path) -> None:
+    from longcot.study.collect import collect
+    from longcot.study.graph import build_graph
+    from tests.test_study_seeds import _load
+
+    graph = build_graph(_load(tmp_path))
+    evals = [graph.nodes[graph.cells[(p.name, "eval")][0]].plan.run_dir for p in graph.study.points]
+    assert not any(line.startswith("computed under") for line in collect(graph, figures=False)["footer"])
+    for run_dir in evals:
+        runs.write_json(Path(run_dir) / "summary.json", {"accuracy": 0.5, "mean_tokens": 50.0})
+        runs.mark_done(Path(run_dir))
+    here = environment.record(evals[0])
+    line = next(x for x in collect(graph, figures=False)["footer"] if x.startswith("computed under"))
+    assert line == (f"computed under: not recorded (run before environment.json) (5 runs), {environment.kernels(here)} "
+                    "(1 run); not one environment: compare them before reading the runs as one")
+    for run_dir in evals[1:]:
+        runs.write_json(Path(run_dir) / environment.FILE, [here])
+    out = collect(graph, figures=False)
+    assert f"computed under: {environment.kernels(here)} (6 runs)" in out["footer"]
+    assert f"computed under: {environment.kernels(here)} (6 runs)" in out["report"].read_text()

@@ -12,7 +12,9 @@ paper's plot statements checked, and the figures (written to ``<output_root>/stu
   plot statement with its checks and whether it holds (:mod:`longcot.study.report`), the figures;
 * the terminal gets the narrow table (point, benchmark, ours, paper, difference, RL gain, tokens: fits
   110 columns) and the statements' verdicts;
-* the figures: see :mod:`longcot.study.figures`.
+* the figures: see :mod:`longcot.study.figures`;
+* one line saying under which environments (torch version, CPU kernels, GPU; :mod:`longcot.environment`)
+  the study's finished SFT, RL and eval runs were computed, so runs from two machines are not read as one.
 
 Rows are :class:`Row` (one per point and eval run; ``group`` is the point's name in the study file,
 shared by its seeds), so aggregations over seeds work on the same list.
@@ -22,11 +24,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from longcot import runs
+from longcot import environment, runs
 from longcot.study.figures import render as _figures
 from longcot.study.graph import Graph, Node
 from longcot.study.seeds import compare_all, seeds_markdown
@@ -170,6 +173,21 @@ def markdown(title: str, columns: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def environments_line(graph: Graph) -> str:
+    """Where the finished SFT, RL and eval runs were computed: each run's last (re)start, grouped by the
+    settings that decide the arithmetic; "" when none is finished."""
+    seen: Counter[str] = Counter()
+    for node in graph.nodes.values():
+        if node.stage in ("sft", "rl", "eval") and node.plan.done:
+            envs = environment.read(node.plan.run_dir)
+            seen[environment.kernels(envs[-1]) if envs else "not recorded (run before environment.json)"] += 1
+    if not seen:
+        return ""
+    parts = ", ".join(f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in seen.most_common())
+    warn = "" if len(seen) == 1 else "; not one environment: compare them before reading the runs as one"
+    return f"computed under: {parts}{warn}"
+
+
 def out_dir(graph: Graph) -> Path:
     return Path(graph.study.output_root) / "studies" / graph.study.name
 
@@ -194,9 +212,11 @@ def collect(graph: Graph, figures: bool = True) -> dict[str, Any]:
     compared = compare_all(graph, result)
     if graph.study.seeds or compared:
         runs.write_text(out / "seeds.md", seeds_markdown(graph, result, compared))
-    runs.write_text(out / "report.md", report_markdown(graph, result, findings, figs, out))
+    computed = environments_line(graph)
+    runs.write_text(out / "report.md", report_markdown(graph, result, findings, figs, out)
+                    + (f"\n{computed}\n" if computed else ""))
     footer = [summary_line(findings) if findings else "", *[f.line() for f in findings], *[c.line() for c in compared],
-              f"over seeds: {out / 'seeds.md'}" if graph.study.seeds or compared else "",
+              f"over seeds: {out / 'seeds.md'}" if graph.study.seeds or compared else "", computed,
               f"written: {out / 'report.md'}, {out / 'results.md'} (wide table), {out / 'results.csv'}",
               *[f"figure: {f}" for f in figs]]
     return {"markdown": out / "results.md", "csv": out / "results.csv", "report": out / "report.md", "figures": figs,
