@@ -73,7 +73,8 @@ def read(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def record(run_dir: Path) -> dict[str, Any]:
-    """Append this process's environment to the run directory's ``environment.json`` (atomic write)."""
+    """Append this process's environment to the run directory's ``environment.json`` (atomic write:
+    concurrent starts of one run, such as distill shard jobs, may keep one entry of theirs, never a torn file)."""
     from longcot import runs
 
     env = describe()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from tests.test_distill_sampling import distill_cfg
 REPO = Path(__file__).resolve().parents[1]
 COMMON = ["data.toy_size=30", "distill.num_shards=3", "distill.n=8", "distill.derive_n=[2,4]", "distill.token_budgets=[3K,6K]"]
 # Outputs with timings (not part of the deterministic result).
-TIMED = ("stats.json", ".done.json")
+TIMED = ("stats.json", ".done.json", "environment.json")  # when and where, not what: not compared
 
 
 def _cli(root: Path, *overrides: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -60,6 +61,7 @@ def test_killed_shard_resumes_to_byte_identical_output(tmp_path: Path) -> None:
     assert s0.done_path(run_dir).read_bytes() == marker0  # the finished shard was not redone
     assert not list(shards.glob(".*.tmp"))  # the killed attempt's leftovers are gone
     assert _files(root) == reference  # byte-identical to the uninterrupted run
+    assert len(json.loads((run_dir / "environment.json").read_text())) == 3  # shard 0, killed, resumed
 
 
 def test_one_shard_per_job_then_merge(tmp_path: Path) -> None:
