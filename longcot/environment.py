@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
+import shutil
+import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from longcot import runs
 
 FILE = "environment.json"
 PACKAGES = ("torch", "transformers", "vllm", "math-verify")
@@ -41,11 +44,30 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _gpu() -> str | None:
+    """The GPU's name, without initialising CUDA in this process (a CUDA context before a fork breaks
+    forked workers): torch's name once CUDA is up, else nvidia-smi's; None without a GPU."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        return torch.cuda.get_device_name(torch.cuda.current_device())
+    if not torch.cuda.is_available():
+        return None
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=20, check=True).stdout.splitlines()
+            return out[0].strip() if out else "cuda"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return "cuda"
+
+
 def describe() -> dict[str, Any]:
     """This process's environment, as recorded in a run directory."""
     import torch
 
-    env: dict[str, Any] = {
+    return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": os.uname().nodename,
         "python": platform.python_version(),
@@ -53,9 +75,8 @@ def describe() -> dict[str, Any]:
         "cpu": _cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda": _gpu(),
     }
-    return env
 
 
 def kernels(env: dict[str, Any]) -> str:
@@ -75,8 +96,6 @@ def read(run_dir: Path) -> list[dict[str, Any]]:
 def record(run_dir: Path) -> dict[str, Any]:
     """Append this process's environment to the run directory's ``environment.json`` (atomic write:
     concurrent starts of one run, such as distill shard jobs, may keep one entry of theirs, never a torn file)."""
-    from longcot import runs
-
     env = describe()
     runs.write_json(Path(run_dir) / FILE, [*read(run_dir), env])
     return env
