@@ -192,6 +192,35 @@ def test_rl_points_of_one_variant_from_one_start_are_told_apart(finished_study: 
     plt.close(fig)
 
 
+def test_sft_points_of_one_style_at_two_epoch_counts_are_two_series(finished_study: Any) -> None:
+    """twin_fig1_epochs: long CoT at 1M tokens, 2 and 4 epochs. Two series named by their epochs, drawn
+    side by side at the budget (one series would join them with a vertical line, as if one point)."""
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from longcot.study import figures
+    from longcot.study.collect import rows
+
+    graph = finished_study
+    sft_rows = [r for r in rows(graph) if r.sft_tokens is not None and r.rl is None]
+    assert sft_rows and all(r.sft_epochs is not None for r in sft_rows)
+    one = sft_rows[0]
+    two = [dataclasses.replace(one, point="long-1M", group="long-1M", sft_tokens=1_000_000, sft_epochs=2.0),
+           dataclasses.replace(one, point="long-1M-4ep", group="long-1M-4ep", sft_tokens=1_000_000, sft_epochs=4.0,
+                               accuracy=0.99)]
+    fig = figures.sft_scaling_figure(graph, two)
+    check_figure(fig, "tstudy")
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln.get_xdata()[0] for ln in ax.get_lines() if "CoT SFT" in ln.get_label()}
+    assert set(lines) == {f"{one.style}, 2 epochs CoT SFT", f"{one.style}, 4 epochs CoT SFT"}, lines
+    assert lines[f"{one.style}, 4 epochs CoT SFT"] > lines[f"{one.style}, 2 epochs CoT SFT"]
+    plt.close(fig)
+    fig = figures.sft_scaling_figure(graph, two[:1])  # one epoch count: the label does not name it
+    assert [ln.get_label() for ln in fig.axes[0].get_lines() if "CoT SFT" in ln.get_label()] == [f"{one.style} CoT SFT"]
+    plt.close(fig)
+
+
 def test_token_count_labels() -> None:
     from longcot.study.figures import token_count
 

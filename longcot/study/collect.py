@@ -58,6 +58,7 @@ class Row:
     group: str = ""  # the point's name in the study file (== point without seeds)
     truncation: Optional[float] = None  # share of responses that hit the generation limit
     start_tokens: Optional[float] = None  # an RL point's SFT start: its mean tokens on this benchmark
+    sft_epochs: Optional[float] = None  # the SFT run's sft.epochs (None: no SFT upstream)
 
     def __post_init__(self) -> None:
         self.group = self.group or self.point
@@ -122,7 +123,8 @@ def rows(graph: Graph) -> list[Row]:
             rl_label = f"{rl.plan.cfg.algorithm.name}/{rl.plan.cfg.reward.name}" if rl is not None else None
             out.append(Row(point.name, bench, _style(_upstream_of(graph, key, "distill")), _sft_tokens(graph, sft), rl_label,
                            s.get("accuracy"), s.get("mean_tokens"), gain, key, rl.key if rl else None,
-                           point.group or point.name, truncation=s.get("truncation_rate"), start_tokens=start_tokens))
+                           point.group or point.name, truncation=s.get("truncation_rate"), start_tokens=start_tokens,
+                           sft_epochs=float(sft.plan.cfg.sft.epochs) if sft is not None else None))
     return out
 
 

@@ -71,6 +71,7 @@ def _x(rows: list["Row"]) -> float:
 
 
 ACCURACY_RANGE = (0.0, 100.0)  # where an accuracy (%) interval is drawn
+EPOCHS_SPREAD = 1.06  # a style's second epoch count sits this factor right of the first, at the same budget
 
 
 def _seed_marks(ax: Any, xs: list[float], groups: list[list["Row"]], name: str, color: Any, values: Any,
@@ -149,12 +150,16 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
     acc = lambda g: [100 * r.accuracy for r in g]  # noqa: E731
     mean = lambda vs: sum(vs) / len(vs)  # noqa: E731
     for style in sorted({r.style or "?" for r in scaling}):
-        groups = sorted(_grouped([r for r in scaling if (r.style or "?") == style and r.rl is None]).values(), key=_x)
-        if groups:
-            xs, means = [_x(g) for g in groups], [mean(acc(g)) for g in groups]
+        of_style = [r for r in scaling if (r.style or "?") == style and r.rl is None]
+        # one series per epoch count where a style's SFT runs differ in it (twin_fig1_epochs), drawn side by side
+        epochs = sorted({r.sft_epochs for r in of_style}, key=lambda e: (e is None, e or 0.0))
+        for j, ep in enumerate(epochs):
+            groups = sorted(_grouped([r for r in of_style if r.sft_epochs == ep]).values(), key=_x)
+            name = style + (f", {ep:g} epochs" if len(epochs) > 1 and ep is not None else "")
+            xs, means = [_x(g) * EPOCHS_SPREAD ** j for g in groups], [mean(acc(g)) for g in groups]
             n = max(len(g) for g in groups)
-            (line,) = ax.plot(xs, means, marker="o", label=f"{style} CoT SFT" + (f" (mean of {n} seeds)" if n > 1 else ""))
-            _seed_marks(ax, xs, groups, style, line.get_color(), acc, ACCURACY_RANGE)
+            (line,) = ax.plot(xs, means, marker="o", label=f"{name} CoT SFT" + (f" (mean of {n} seeds)" if n > 1 else ""))
+            _seed_marks(ax, xs, groups, name, line.get_color(), acc, ACCURACY_RANGE)
     from longcot.stages.base import trained_by
 
     base = [r for r in result if r.accuracy is not None and trained_by(graph.nodes[r.eval_key].plan.upstream) is None]
