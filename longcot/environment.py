@@ -5,12 +5,14 @@ Not part of the identity: the same config on another machine is the same experim
 are meant to agree. They do not always agree bit for bit (other kernels, other rounding), and on the
 twin task the tiny student's SFT can land on either side of its learning jump from a last-bit
 difference (README "Run identity"), so every (re)start of a run appends its environment to
-``environment.json`` in the run directory: a run resumed elsewhere shows both.
+``environment.json`` in the run directory: a run resumed elsewhere shows both. A multi-process job
+records rank 0's process only; nvidia-smi's GPU name is the machine's first GPU.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -22,6 +24,7 @@ from typing import Any
 
 from longcot import runs
 
+log = logging.getLogger(__name__)
 FILE = "environment.json"
 PACKAGES = ("torch", "transformers", "vllm", "math-verify")
 
@@ -51,7 +54,7 @@ def _gpu() -> str | None:
 
     if torch.cuda.is_initialized():
         return torch.cuda.get_device_name(torch.cuda.current_device())
-    if not torch.cuda.is_available():
+    if torch.cuda.device_count() == 0:  # NVML first: unlike is_available(), it leaves fork safe
         return None
     if shutil.which("nvidia-smi"):
         try:
@@ -86,16 +89,25 @@ def kernels(env: dict[str, Any]) -> str:
 
 
 def read(run_dir: Path) -> list[dict[str, Any]]:
-    """Every environment a run was (re)started in, oldest first ([] for a run from before this file)."""
+    """Every environment a run was (re)started in, oldest first ([] for a run from before this file, or
+    one whose file cannot be read: a diagnostic never stops a run or a collect)."""
     path = Path(run_dir) / FILE
     if not path.is_file():
         return []
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        envs = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable (%s); its environments are not known", path, exc)
+        return []
+    return envs if isinstance(envs, list) else []
 
 
 def record(run_dir: Path) -> dict[str, Any]:
     """Append this process's environment to the run directory's ``environment.json`` (atomic write:
     concurrent starts of one run, such as distill shard jobs, may keep one entry of theirs, never a torn file)."""
     env = describe()
-    runs.write_json(Path(run_dir) / FILE, [*read(run_dir), env])
+    try:
+        runs.write_json(Path(run_dir) / FILE, [*read(run_dir), env])
+    except OSError as exc:
+        log.warning("%s: not written (%s)", Path(run_dir) / FILE, exc)
     return env

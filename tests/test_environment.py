@@ -24,7 +24,8 @@ def test_each_start_appends_what_computed_the_run(tmp_path: Path) -> None:
         torch.set_num_threads(torch_threads)
     both = environment.read(tmp_path)
     assert [e["torch_threads"] for e in both] == [torch_threads, 1] and both[0] == first
-    assert environment.kernels(first) == f"torch {torch.__version__} {torch.backends.cpu.get_cpu_capability()}"
+    gpu = f" {first['cuda']}" if first["cuda"] else ""
+    assert environment.kernels(first) == f"torch {torch.__version__} {torch.backends.cpu.get_cpu_capability()}{gpu}"
     assert environment.read(tmp_path / "absent") == []
 
 
@@ -71,3 +72,55 @@ def test_collect_says_under_which_environments_the_runs_were_computed(tmp_path: 
     out = collect(graph, figures=False)
     assert f"computed under: {environment.kernels(here)} (6 runs)" in out["footer"]
     assert f"computed under: {environment.kernels(here)} (6 runs)" in out["report"].read_text()
+
+
+def test_a_waiter_that_finds_the_run_done_records_nothing_and_force_does(tmp_path: Path) -> None:
+    """The last entry is the process that computed the run, not one that waited on its lock and read it."""
+    from omegaconf import OmegaConf
+
+    from longcot.stages.base import Plan, running
+
+    run_dir = tmp_path / "eval" / "run"
+    run_dir.mkdir(parents=True)
+    runs.mark_done(run_dir)
+    for force, entries in ((False, 0), (True, 1)):
+        cfg = OmegaConf.create({"output_root": str(tmp_path), "force": force, "torch_threads": None})
+        with running(Plan("eval", cfg, {}, run_dir)):
+            pass
+        assert len(environment.read(run_dir)) == entries
+
+
+def test_an_unreadable_file_is_a_warning_not_a_failure(tmp_path: Path, caplog) -> None:
+    (tmp_path / environment.FILE).write_text("[{not json")
+    with caplog.at_level("WARNING"):
+        assert environment.read(tmp_path) == []
+    assert "unreadable" in caplog.text
+    environment.record(tmp_path)
+    assert len(environment.read(tmp_path)) == 1
+
+
+def test_a_run_resumed_under_other_kernels_is_counted_as_mixed(tmp_path: Path) -> None:
+    from longcot.study.collect import environments_line
+    from longcot.study.graph import build_graph
+    from tests.test_study_seeds import _load
+
+    graph = build_graph(_load(tmp_path, extra=("study.seeds=[0]",)))
+    evals = [graph.nodes[graph.cells[(p.name, "eval")][0]].plan.run_dir for p in graph.study.points]
+    here = environment.describe()
+    other = {**here, "cpu_capability": "AVX2"}
+    for run_dir, envs in zip(evals, ([here], [here, other])):
+        runs.write_json(Path(run_dir) / environment.FILE, envs)
+        runs.mark_done(Path(run_dir))
+    assert environments_line(graph) == (f"computed under: {environment.kernels(here)} (1 run), mixed: "
+                                        f"{environment.kernels(here)} + {environment.kernels(other)} (1 run); "
+                                        "not one environment: compare them before reading the runs as one")
+
+
+def test_status_reads_a_run_with_only_its_snapshots_as_nothing_written(tmp_path: Path) -> None:
+    from longcot.study.status import progress
+
+    (tmp_path / "config.yaml").write_text("identity: {}\n")
+    environment.record(tmp_path)
+    assert progress(tmp_path) is None
+    (tmp_path / "chunk-0.jsonl").write_text("{}\n")
+    assert progress(tmp_path) == "partial outputs, resumes from them"

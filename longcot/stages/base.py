@@ -35,6 +35,7 @@ from longcot import environment, runs
 log = logging.getLogger(__name__)
 LOCK = ".run.lock"
 CONFIG = "config.yaml"
+SNAPSHOTS = (CONFIG, environment.FILE, LOCK)  # what a run writes before any output
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ def running(plan: Plan, keep: Sequence[str] = ()) -> Iterator[Path]:
         sweep_temp_files(run_dir)
         runs.write_text(run_dir / CONFIG, OmegaConf.to_yaml(OmegaConf.create(
             {"identity": plan.identity, "notes": list(plan.notes)})))
-        environment.record(run_dir)
+        if plan.cfg.get("force") or not runs.is_done(run_dir):  # not a waiter that finds the work done
+            environment.record(run_dir)
         try:
             yield run_dir
         except BaseException:
@@ -182,7 +184,7 @@ def remove_if_unused(run_dir: Path, existed: bool, keep: Sequence[str] = (), roo
     """After a failure: remove ``run_dir`` if this run created it and wrote nothing in it but its
     config and environment snapshots and lock (and the names in ``keep``), so no empty run looks like a real one;
     then the parents it leaves empty, up to ``root``."""
-    leftover = {p.name for p in run_dir.iterdir()} - {CONFIG, environment.FILE, LOCK, *keep} if run_dir.is_dir() else set()
+    leftover = {p.name for p in run_dir.iterdir()} - {*SNAPSHOTS, *keep} if run_dir.is_dir() else set()
     if existed or leftover:
         return
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -176,13 +176,14 @@ def markdown(title: str, columns: list[str], body: list[list[str]]) -> str:
 
 
 def environments_line(graph: Graph) -> str:
-    """Where the finished SFT, RL and eval runs were computed: each run's last (re)start, grouped by the
-    settings that decide the arithmetic; "" when none is finished."""
+    """Where the finished SFT, RL and eval runs were computed, grouped by the settings that decide the
+    arithmetic (a run (re)started under several counts as "mixed"); "" when none is finished."""
     seen: Counter[str] = Counter()
     for node in graph.nodes.values():
         if node.stage in ("sft", "rl", "eval") and node.plan.done:
-            envs = environment.read(node.plan.run_dir)
-            seen[environment.kernels(envs[-1]) if envs else "not recorded (run before environment.json)"] += 1
+            kinds = list(dict.fromkeys(environment.kernels(e) for e in environment.read(node.plan.run_dir)))
+            seen["mixed: " + " + ".join(kinds) if len(kinds) > 1 else
+                 kinds[0] if kinds else "not recorded (run before environment.json)"] += 1
     if not seen:
         return ""
     parts = ", ".join(f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in seen.most_common())

@@ -149,6 +149,7 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
     fig, ax = plt.subplots(figsize=(9, 4.8))
     acc = lambda g: [100 * r.accuracy for r in g]  # noqa: E731
     mean = lambda vs: sum(vs) / len(vs)  # noqa: E731
+    shift: dict[tuple[str, Optional[float]], float] = {}  # (style, epochs) -> x factor of its series
     for style in sorted({r.style or "?" for r in scaling}):
         of_style = [r for r in scaling if (r.style or "?") == style and r.rl is None]
         # one series per epoch count where a style's SFT runs differ in it (twin_fig1_epochs), drawn side by side
@@ -156,7 +157,8 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
         for j, ep in enumerate(epochs):
             groups = sorted(_grouped([r for r in of_style if r.sft_epochs == ep]).values(), key=_x)
             name = style + (f", {ep:g} epochs" if len(epochs) > 1 and ep is not None else "")
-            xs, means = [_x(g) * EPOCHS_SPREAD ** j for g in groups], [mean(acc(g)) for g in groups]
+            shift[(style, ep)] = EPOCHS_SPREAD ** j
+            xs, means = [_x(g) * shift[(style, ep)] for g in groups], [mean(acc(g)) for g in groups]
             n = max(len(g) for g in groups)
             (line,) = ax.plot(xs, means, marker="o", label=f"{name} CoT SFT" + (f" (mean of {n} seeds)" if n > 1 else ""))
             _seed_marks(ax, xs, groups, name, line.get_color(), acc, ACCURACY_RANGE)
@@ -167,7 +169,7 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
         ax.axhline(mean(acc(g)), color="gray", linestyle="--",
                    label=f"untrained ({group}, {bench})" + (f", mean of {len(g)} seeds" if len(g) > 1 else ""))
     for i, (name, groups) in enumerate(rl_series(scaling)):
-        starts = [_x(g) for g in groups]
+        starts = [_x(g) * shift.get((g[0].style or "?", g[0].sft_epochs), 1.0) for g in groups]
         # each series one step further right, so RL points from the same start do not hide each other
         xs, means = [x * RL_BESIDE * RL_SPREAD ** i for x in starts], [mean(acc(g)) for g in groups]
         gains = [[100 * r.rl_gain for r in g if r.rl_gain is not None] for g in groups]

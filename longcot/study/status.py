@@ -45,8 +45,8 @@ def _locked(run_dir: Path) -> bool:
 
 def progress(run_dir: Path) -> Optional[str]:
     """How far an unfinished run got: its latest checkpoint's step, or that it wrote partial outputs;
-    None when it wrote nothing (no directory, or only its config snapshot and lock)."""
-    from longcot.stages.base import CONFIG
+    None when it wrote nothing (no directory, or only its config and environment snapshots and lock)."""
+    from longcot.stages.base import SNAPSHOTS
     from longcot.training.checkpoint import periodic_checkpoints
 
     if not run_dir.is_dir():
@@ -54,7 +54,7 @@ def progress(run_dir: Path) -> Optional[str]:
     found = periodic_checkpoints(run_dir)
     if found:
         return f"at step {int(found[-1].name.split('-')[1])}, resumes there"
-    if {p.name for p in run_dir.iterdir()} - {CONFIG, LOCK}:
+    if {p.name for p in run_dir.iterdir()} - set(SNAPSHOTS):
         return "partial outputs, resumes from them"
     return None
 
