@@ -84,8 +84,8 @@ def describe() -> dict[str, Any]:
 
 def kernels(env: dict[str, Any]) -> str:
     """The part of an environment that decides the arithmetic: torch's version, CPU kernels and GPU."""
-    return " ".join(str(x) for x in (f"torch {env.get('packages', {}).get('torch')}",
-                                     env.get("cpu_capability"), env.get("cuda") or "") if x).strip()
+    parts = (f"torch {env.get('packages', {}).get('torch')}", env.get("cpu_capability"), env.get("cuda"))
+    return " ".join(str(x) for x in parts if x)
 
 
 def read(run_dir: Path) -> list[dict[str, Any]]:
