@@ -228,3 +228,30 @@ def test_twin_all_repeats_the_twin_studies_runs_exactly(tmp_path: Path) -> None:
     for (cell, stage), keys in every.cells.items():
         study, point = TWIN_ALL_SOURCES[cell.split("@")[0]]
         assert keys == graphs[study].cells[(f"{point}@s1", stage)], (cell, stage)
+
+
+def _identities(study: str, root: Path) -> dict[tuple[str, str], dict]:
+    g = build_graph(load_study([f"+experiment={study}", "study.seeds=[5]", f"output_root={root}"]))
+    return {(cell, stage): g.nodes[keys[-1]].plan.identity for (cell, stage), keys in g.cells.items()}
+
+
+@pytest.mark.parametrize("study,parent", [("twin_sec4_length_growth_4ep", "twin_sec4_length_growth"),
+                                          ("twin_sec4_recheck_4ep", "twin_sec4_recheck")])
+def test_four_epoch_designs_change_only_the_sft_epochs(study: str, parent: str, tmp_path: Path) -> None:
+    """The sixth and seventh §4 designs claim to be their parent designs with the SFT trained 4 epochs
+    instead of 2 and nothing else: same distill runs (identities), SFT identities that differ only in
+    ``epochs``, and RL / eval runs that differ only through that upstream SFT."""
+    mine, theirs = _identities(study, tmp_path), _identities(parent, tmp_path)
+    assert set(mine) <= set(theirs)
+    for cell, stage in mine:
+        a, b = mine[(cell, stage)], theirs[(cell, stage)]
+        if stage == "distill":
+            assert a == b, cell
+            continue
+        assert a != b, (cell, stage)
+        if stage == "sft":
+            assert (a["sft"]["epochs"], b["sft"]["epochs"]) == (4, 2)
+            assert {**a, "sft": {**a["sft"], "epochs": 2}} == b, cell
+        else:
+            assert {k: v for k, v in a.items() if k not in ("upstream", "model")} == \
+                   {k: v for k, v in b.items() if k not in ("upstream", "model")}, (cell, stage)
