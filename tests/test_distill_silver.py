@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
-from longcot.config.schema import GenerationConfig
+from longcot.generation.config import GenerationConfig
 from longcot.data.toy import toy_problems
 from longcot.distill.config import SilverConfig
 from longcot.distill.silver import extract_references, near_duplicate_ids, toy_web_problems, with_references

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from longcot.config.schema import GenerationConfig, ModelConfig
+from longcot.generation.config import GenerationConfig
+from longcot.models.config import ModelConfig
 from longcot.generation import (
     BACKENDS,
     SamplingParams,

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from longcot.config.schema import GenerationConfig, ModelConfig
+from longcot.generation.config import GenerationConfig
+from longcot.models.config import ModelConfig
 from longcot.data.prompts import chat_prompt
 from longcot.data.toy import toy_problems
 from longcot.generation import build_generator

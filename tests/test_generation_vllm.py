@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from longcot.config.schema import GenerationConfig, ModelConfig
+from longcot.generation.config import GenerationConfig
+from longcot.models.config import ModelConfig
 from longcot.generation import SamplingParams, build_generator
 from longcot.generation.base import WeightReloadable, reload_weights
 from longcot.generation.vllm import CPU_HEAD_SIZES, cpu_kv_cache_bytes

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.models import fingerprint
 from longcot.models.fingerprint import directory_fingerprint, model_identity
 

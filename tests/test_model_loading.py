@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.models import loading
 from longcot.models.loading import (
     ModelNotFound,
@@ -144,7 +144,7 @@ def test_a_trained_checkpoint_is_not_rope_scaled_twice(tmp_path):
     not scale theta again; the critic body gets the actor's overridden config."""
     from omegaconf import OmegaConf
 
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
     from longcot.models.loading import load_config, load_model_and_tokenizer, resolve_model_path
     from longcot.rl.value_head import Critic
     from longcot.stages.base import Plan, model_at_run

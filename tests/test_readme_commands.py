@@ -60,7 +60,7 @@ def test_the_readme_has_the_commands_it_should() -> None:
 
 @pytest.fixture
 def placeholders(tmp_path: Path) -> dict[str, str]:
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
     from longcot.models.tiny import ensure_tiny
 
     ckpt = tmp_path / "ckpt" / "my-sft-model"

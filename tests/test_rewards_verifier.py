@@ -184,7 +184,8 @@ def test_score_correctness_rule_real_grader():
 
 def test_judge_batch_through_the_real_hf_backend():
     """The judge path end to end on the tiny model: one greedy batch, a verdict per response, deterministic."""
-    from longcot.config.schema import GenerationConfig, ModelConfig
+    from longcot.generation.config import GenerationConfig
+    from longcot.models.config import ModelConfig
     from longcot.generation import build_generator
 
     gen = build_generator(ModelConfig(name="tiny", path="tiny"), GenerationConfig(backend="hf", device="cpu"))

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 OFFLOAD_CHECK = """
 import json, sys, torch
 from omegaconf import OmegaConf
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.models.loading import load_model_and_tokenizer
 from longcot.training.engine import Engine, EngineConfig
 model, _ = load_model_and_tokenizer(OmegaConf.structured(ModelConfig(name="tiny", path="tiny")), device="cpu",

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.data.toy import toy_problems
 from longcot.rl.config import AlgorithmConfig, RLConfig
 from longcot.rl.recipe import train

@@ -98,7 +98,7 @@ def test_layout_and_positions():
 
 @pytest.fixture(scope="module")
 def tiny(one_torch_thread):
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
     from longcot.models.loading import load_model_and_tokenizer, resolve_model_path
 
     cfg = ModelConfig(name="tiny", path="tiny")

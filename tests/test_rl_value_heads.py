@@ -173,7 +173,7 @@ def test_value_loss_shape_mismatch_is_an_error():
 # ------------------------------------------------------------------------------------ the critic
 @pytest.fixture(scope="module")
 def tiny(one_torch_thread):
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
     from longcot.models.loading import resolve_model_path
 
     return Path(resolve_model_path(ModelConfig(name="tiny", path="tiny")))

@@ -8,7 +8,8 @@ import importlib.util
 
 import pytest
 
-from longcot.config.schema import GenerationConfig, ModelConfig
+from longcot.generation.config import GenerationConfig
+from longcot.models.config import ModelConfig
 from longcot.data.toy import toy_problems
 from longcot.rl.config import AlgorithmConfig, RLConfig
 from longcot.rl.recipe import train
@@ -58,7 +59,8 @@ TWO_RANK_SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
 from pathlib import Path
-from longcot.config.schema import GenerationConfig, ModelConfig
+from longcot.generation.config import GenerationConfig
+from longcot.models.config import ModelConfig
 from longcot.data.toy import toy_problems
 from longcot.generation.vllm import VLLMGenerator
 from longcot.rl.config import AlgorithmConfig, RLConfig

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.data.loading import DataError
 from longcot.distill.dataset import dataset_writer
 from longcot.models.loading import load_tokenizer

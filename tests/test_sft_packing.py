@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.data.toy import toy_problems
 import longcot.training.attention  # noqa: F401  (registers sdpa_varlen)
 from longcot.models.loading import load_model_and_tokenizer

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.sft.config import SFTConfig
 from longcot.sft.data import toy_examples
 from longcot.sft.recipe import train

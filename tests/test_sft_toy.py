@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.data.prompts import chat_prompt
 from longcot.data.toy import toy_problems
 from longcot.generation.base import SamplingParams

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.models import loading, tiny
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.models.loading import load_model_and_tokenizer
 from longcot.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from longcot.training.engine import Engine, EngineConfig, deepspeed_config

@@ -21,7 +21,7 @@ SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
 from omegaconf import OmegaConf
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.sft.config import SFTConfig
 from longcot.sft.data import toy_examples
 from longcot.sft.recipe import train

@@ -27,7 +27,7 @@ SCRIPT = r"""
 import json, sys, torch
 torch.set_num_threads(1)
 from omegaconf import OmegaConf
-from longcot.config.schema import ModelConfig
+from longcot.models.config import ModelConfig
 from longcot.models.loading import load_model_and_tokenizer
 from longcot.sft.data import toy_examples, tokenize_examples
 from longcot.sft.packing import pack_step

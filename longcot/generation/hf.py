@@ -56,7 +56,8 @@ from longcot.generation.base import (
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from longcot.config.schema import GenerationConfig, ModelConfig
+    from longcot.generation.config import GenerationConfig
+    from longcot.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 

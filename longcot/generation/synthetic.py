@@ -52,7 +52,8 @@ from longcot.generation.base import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from longcot.config.schema import GenerationConfig, ModelConfig
+    from longcot.generation.config import GenerationConfig
+    from longcot.models.config import ModelConfig
 
 STYLES = ("long", "short")
 ACTIONS = ("clarify", "decompose", "solution_step", "reflection", "answer")

@@ -57,7 +57,8 @@ from longcot.generation.base import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from longcot.config.schema import GenerationConfig, ModelConfig
+    from longcot.generation.config import GenerationConfig
+    from longcot.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class VLLMGenerator:
 
     def __init__(self, model_cfg: "ModelConfig", gen_cfg: "GenerationConfig | None" = None, *, llm: Any = None,
                  return_logprobs: bool = False):
-        from longcot.config.schema import GenerationConfig
+        from longcot.generation.config import GenerationConfig
         from longcot.generation.hf import encode_prompt, eos_token_ids
         from longcot.models.loading import (
             load_config,

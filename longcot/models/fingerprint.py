@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
 
 __all__ = ["FULL_HASH_BYTES", "directory_fingerprint", "file_fingerprint", "model_identity"]
 

@@ -1,4 +1,4 @@
-"""Load a causal LM and its tokenizer from a :class:`~longcot.config.schema.ModelConfig`.
+"""Load a causal LM and its tokenizer from a :class:`~longcot.models.config.ModelConfig`.
 
 One code path for every model: ``path`` is a hub id or a local directory, and ``"tiny"`` is first
 resolved to the cached locally built model (built on first use, see :mod:`longcot.models.tiny`),
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The ``tiny`` model: a random-init Llama-architecture causal LM with a locally trained tokenizer.
 
 It lets every stage (generation, SFT, RL, eval) run end to end on a CPU without downloading
-anything. It is built deterministically from :class:`~longcot.config.schema.ModelConfig`'s
+anything. It is built deterministically from :class:`~longcot.models.config.ModelConfig`'s
 ``tiny_*`` fields (same fields => byte-identical ``save_pretrained`` output), cached under
 ``$LONGCOT_CACHE/models/tiny-<hash>`` (default ``~/.cache/longcot/models``), and then loaded through
 exactly the same ``from_pretrained`` path as a real checkpoint (see :mod:`longcot.models.loading`).
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def tiny_spec(model_cfg: "ModelConfig | None" = None, **overrides: Any) -> dict[
     """The fields that determine the tiny model (and its cache key), from a ModelConfig or defaults."""
     if model_cfg is None:
         # The one source of truth for the default shape: ModelConfig's tiny_* defaults (model=tiny).
-        from longcot.config.schema import ModelConfig
+        from longcot.models.config import ModelConfig
 
         model_cfg = ModelConfig(name="tiny", path="tiny")
     spec = {key: int(getattr(model_cfg, field)) for key, field in SPEC_FIELDS.items()}

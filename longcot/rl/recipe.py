@@ -64,7 +64,7 @@ import torch
 from longcot.rl.config import AlgorithmConfig, RLConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
     from longcot.data.records import Problem
     from longcot.generation.base import Generator
     from longcot.tracking import Tracker

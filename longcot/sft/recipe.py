@@ -39,7 +39,7 @@ from longcot.training.engine import Engine, EngineConfig
 from longcot.training.metrics import METRICS, MetricsLog, plot_loss, progress_bar, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
     from longcot.sft.config import SFTConfig
     from longcot.tracking import Tracker
 

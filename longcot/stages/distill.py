@@ -206,7 +206,9 @@ def plan_for(cfg: DictConfig, *, teacher: str, teacher_generation: Any = None, d
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from longcot.config.loading import load_group_option
-    from longcot.config.schema import DataConfig, GenerationConfig, ModelConfig
+    from longcot.config.schema import DataConfig
+    from longcot.generation.config import GenerationConfig
+    from longcot.models.config import ModelConfig
 
     dcfg = cfg.copy()
     dcfg.model = load_group_option("model", teacher, ModelConfig)

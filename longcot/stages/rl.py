@@ -112,7 +112,7 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
     }
     if reward.correctness == "model":
         from longcot.config.loading import load_group_option
-        from longcot.config.schema import ModelConfig
+        from longcot.models.config import ModelConfig
         from longcot.models.fingerprint import model_identity as content_identity
 
         identity["verifier"] = content_identity(load_group_option("model", reward.verifier.model, ModelConfig))
@@ -162,7 +162,7 @@ def _judge(cfg: DictConfig) -> Any:
     if cfg.reward.correctness != "model":
         return None
     from longcot.config.loading import load_group_option
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
     from longcot.generation import build_generator
 
     return build_generator(load_group_option("model", cfg.reward.verifier.model, ModelConfig), cfg.generation)

@@ -47,7 +47,8 @@ def distill_upstream(cfg: DictConfig) -> Plan:
     """The distill plan whose data this SFT reads: this config with ``model=<sft.teacher>`` (and
     ``generation=<sft.teacher_generation>`` when set)."""
     from longcot.config.loading import load_group_option
-    from longcot.config.schema import GenerationConfig, ModelConfig
+    from longcot.generation.config import GenerationConfig
+    from longcot.models.config import ModelConfig
     from longcot.stages import distill
 
     if not cfg.sft.teacher:

@@ -27,7 +27,8 @@ def main() -> None:
 
     import torch
 
-    from longcot.config.schema import GenerationConfig, ModelConfig
+    from longcot.generation.config import GenerationConfig
+    from longcot.models.config import ModelConfig
     from longcot.generation import SamplingParams, build_generator
 
     torch.set_num_threads(args.hf_threads)

@@ -105,7 +105,7 @@ def _count_params(model_dir: Path) -> int:
 
 def build_model(size: str):
     """The ModelConfig of the tiny model at ``size``, built (or found in the cache) now; and its stats."""
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
     from longcot.models.tiny import ensure_tiny
 
     cfg = ModelConfig(name=f"tiny-{size}", path="tiny", **SIZES[size])
@@ -143,7 +143,8 @@ def algorithm(name: str, args):
 def one_run(model_cfg, problems, algo_name: str, backend: str, args, work: Path) -> dict[str, Any]:
     import torch
 
-    from longcot.config.schema import GenerationConfig, ModelConfig
+    from longcot.generation.config import GenerationConfig
+    from longcot.models.config import ModelConfig
     from longcot.rl.config import RLConfig
     from longcot.rl.recipe import train
 

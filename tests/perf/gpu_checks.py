@@ -163,7 +163,7 @@ def check_sft(args, device) -> dict[str, Any]:
 
     import longcot.training.attention  # noqa: F401  (registers sdpa_varlen)
     from bench_rl_gpu import SIZES, _count_params
-    from longcot.config.schema import ModelConfig
+    from longcot.models.config import ModelConfig
     from longcot.models.tiny import ensure_tiny
     from longcot.models.loading import load_model_and_tokenizer
     from longcot.sft.packing import pack_step
