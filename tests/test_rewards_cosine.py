@@ -1,6 +1,7 @@
 """Cosine length-scaled reward (§4.2, App. C.1): hand-computed values, boundaries, variants, batch."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +148,34 @@ def test_invalid_margin():
         cosine_scaled_reward(True, 5, 100, margin=-1)
     with pytest.raises(ValueError):
         cosine_scaled_reward_batch([True], [5], 100, margin=-1)
+
+
+def test_grpo_cannot_tell_b_from_c_on_an_all_correct_group_only_on_a_mixed_one():
+    """Why Fig. 9's B - C is ~0 on a twin student near 97% accuracy (twin_sec4_reward_hparams_2m_4ep):
+    on correct answers B (6 -> 5) and C (10 -> 9) differ by the constant 4, which GRPO's group mean removes,
+    so an all-correct group gets the very same advantages; only a group with a wrong (or over-long) answer,
+    where C's correct - wrong gap is larger, tells them apart."""
+    import torch
+    import yaml
+
+    from longcot.rl.advantages import group_advantages, reinforce_returns
+
+    for v in ("B", "C"):  # the variants above are the configured ones
+        path = Path(__file__).resolve().parents[1] / "conf" / "reward" / f"cosine_{v}.yaml"
+        conf = yaml.safe_load(path.read_text())["cosine"]
+        assert tuple(conf[k] for k in ("r0_correct", "rL_correct", "r0_wrong", "rL_wrong")) == VARIANTS[v]
+
+    lengths, T_gen, steps = np.array([40, 72, 96, 150]), 192, 160
+
+    def advantages(variant, correct):
+        r = cosine_scaled_reward_batch(correct, lengths, T_gen, margin=16, **_kw(variant))
+        rewards = torch.zeros(len(lengths), steps, 1)
+        mask = torch.zeros(len(lengths), steps)
+        for i, n in enumerate(np.minimum(lengths, steps)):
+            rewards[i, n - 1, 0], mask[i, :n] = float(r[i]), 1.0
+        return group_advantages(reinforce_returns(rewards, mask, [1.0]), mask, group_size=len(lengths))
+
+    all_correct = np.array([True] * 4)
+    torch.testing.assert_close(advantages("B", all_correct), advantages("C", all_correct), rtol=0, atol=1e-5)
+    mixed = np.array([True, True, False, True])
+    assert not torch.allclose(advantages("B", mixed), advantages("C", mixed), atol=1e-3)
