@@ -217,16 +217,26 @@ TWIN_ALL_SOURCES = {  # twin_all's point -> (study, point) it repeats
 }
 
 
-@pytest.mark.slow  # composes ~90 stage configs (about a minute on a quiet core)
-def test_twin_all_repeats_the_twin_studies_runs_exactly(tmp_path: Path) -> None:
-    """experiments/twin_all.yaml is one command for every twin finding: each of its points is a point of
-    a twin study with the same stage runs (identities), so neither reruns what the other finished."""
+TWIN_HOUR_SOURCES = {  # twin_hour's point -> (study, point) it repeats
+    "base": ("twin_fig1_sft_scaling", "base"), "long-1M": ("twin_fig1_sft_scaling", "long-1M"),
+    "short-1M": ("twin_fig1_sft_scaling", "short-1M"), "recheck4-sft": ("twin_sec4_recheck_2m_4ep", "sft"),
+    "recheck4-classic": ("twin_sec4_recheck_2m_4ep", "classic"), "recheck4-cosine": ("twin_sec4_recheck_2m_4ep", "cosine"),
+    "recheck4-A": ("twin_sec4_recheck_2m_4ep", "reward-A"),
+}
+
+
+@pytest.mark.slow  # composes up to ~90 stage configs (about a minute on a quiet core)
+@pytest.mark.parametrize("name,sources", [("twin_all", TWIN_ALL_SOURCES), ("twin_hour", TWIN_HOUR_SOURCES)])
+def test_twin_all_repeats_the_twin_studies_runs_exactly(name: str, sources: dict, tmp_path: Path) -> None:
+    """experiments/twin_all.yaml (every design) and twin_hour.yaml (the designs whose findings reproduce,
+    sized for an hour) are one command each: each point is a point of a twin study with the same stage runs
+    (identities), so neither reruns what the other finished."""
     one = ["study.seeds=[1]", f"output_root={tmp_path}"]
-    every = build_graph(load_study(["+experiment=twin_all", *one]))
-    assert {p.split("@")[0] for p, _ in every.cells} == set(TWIN_ALL_SOURCES)
-    graphs = {s: build_graph(load_study([f"+experiment={s}", *one])) for s, _ in TWIN_ALL_SOURCES.values()}
+    every = build_graph(load_study([f"+experiment={name}", *one]))
+    assert {p.split("@")[0] for p, _ in every.cells} == set(sources)
+    graphs = {s: build_graph(load_study([f"+experiment={s}", *one])) for s, _ in sources.values()}
     for (cell, stage), keys in every.cells.items():
-        study, point = TWIN_ALL_SOURCES[cell.split("@")[0]]
+        study, point = sources[cell.split("@")[0]]
         assert keys == graphs[study].cells[(f"{point}@s1", stage)], (cell, stage)
 
 

@@ -79,6 +79,9 @@ class ClusterConfig:
     """Where grid points run: ``local`` (this machine) or ``slurm`` (via submitit)."""
 
     name: str = option("local", ("local", "slurm"))
+    # local studies: how many independent parts (runs that read none of each other's outputs, e.g. seeds)
+    # run at once, each in its own process (set torch_threads so that workers x threads fits the cores)
+    local_workers: int = at_least(1, 1)
     partition: Optional[str] = None
     account: Optional[str] = None
     qos: Optional[str] = None

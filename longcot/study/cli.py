@@ -154,9 +154,9 @@ def main(argv: Sequence[str]) -> int:
             return 0
         wait(graph, timeout_s=float("inf"))
     else:
-        from longcot.study.local import run_local
+        from longcot.study.local import run_parallel
 
-        outcome = run_local(graph)
+        outcome = run_parallel(graph, int(graph.ordered()[0].plan.cfg.cluster.local_workers))
         print(f"study {study.name}: {len(outcome.done_before)} done, skipped; {len(outcome.ran)} ran; "
               f"{len(outcome.failed)} failed; {len(outcome.skipped)} not run (an upstream run failed)")
     from longcot.study.status import print_status

@@ -9,6 +9,7 @@ every study that contains the run):
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -49,4 +50,4 @@ def local_log(plan: Plan) -> Path:
 
 def write_local(plan: Plan, state: str, error: Optional[str] = None) -> None:
     runs.write_json(location(plan) / LOCAL, {"state": state, "log": str(local_log(plan)), "error": error,
-                                             "run_dir": str(plan.run_dir), "time": time.time()})
+                                             "run_dir": str(plan.run_dir), "time": time.time(), "pid": os.getpid()})
