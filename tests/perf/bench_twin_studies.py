@@ -12,6 +12,7 @@ Two modes:
   so this is what was logged, not what a study costs on an idle machine.
 
     python tests/perf/bench_twin_studies.py twin_fig1_sft_scaling -- 'study.seeds=[0]'
+    python tests/perf/bench_twin_studies.py --keep /data/hour twin_hour   # its runs kept for collect
     python tests/perf/bench_twin_studies.py --from /work/twinruns twin_all
 """
 
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -81,7 +83,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("studies", nargs="+", help="experiment names, e.g. twin_fig1_sft_scaling")
     ap.add_argument("--from", dest="root", type=Path, default=None,
                     help="read the logged times of runs already under this output root; run nothing")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="run mode: use this new (absent or empty) output root and keep it, instead of a temp folder")
     args = ap.parse_args(studies)
+    if args.keep is not None and (len(args.studies) > 1 or (args.keep.exists() and any(args.keep.iterdir()))):
+        print(f"--keep {args.keep}: must be a new or empty folder, for one study", file=sys.stderr)
+        return 2
     for name in args.studies:
         if args.root is not None:
             try:
@@ -93,7 +100,7 @@ def main(argv: list[str]) -> int:
             print(f"{name}: {n} stage runs, {n - missing} logged, {missing} without a log; logged "
                   f"{total / 60:.1f} min = {shares(secs)}", flush=True)
             continue
-        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        with (nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory(prefix=f"bench-{name}-")) as tmp:
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "longcot", f"+experiment={name}", f"output_root={tmp}",
                                    *extra], capture_output=True, text=True)
@@ -103,7 +110,7 @@ def main(argv: list[str]) -> int:
             state = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"
             print(f"{name}: {wall / 60:.1f} min wall ({state}); stages {total / 60:.1f} min = {shares(secs)}; "
                   f"other (plan, compose, collect) {max(0.0, wall - total) / 60:.1f} min; "
-                  f"wall / stages {wall / (total or 1.0):.2f}x", flush=True)
+                  f"wall / stages {wall / (total or 1.0):.2f}x (below 1: stages ran in parallel processes)", flush=True)
     return 0
 
 
