@@ -218,8 +218,8 @@ TWIN_ALL_SOURCES = {  # twin_all's point -> (study, point) it repeats
 
 
 TWIN_HOUR_SOURCES = {  # twin_hour's point -> (study, point) it repeats
-    "base": ("twin_fig1_sft_scaling", "base"), "long-1M": ("twin_fig1_sft_scaling", "long-1M"),
-    "short-1M": ("twin_fig1_sft_scaling", "short-1M"), "recheck4-sft": ("twin_sec4_recheck_2m_4ep", "sft"),
+    "base": ("twin_fig1_sft_scaling", "base"), "long-1M-4ep": ("twin_fig1_epochs", "long-1M-4ep"),
+    "short-1M-4ep": ("twin_fig1_epochs", "short-1M-4ep"), "recheck4-sft": ("twin_sec4_recheck_2m_4ep", "sft"),
     "recheck4-classic": ("twin_sec4_recheck_2m_4ep", "classic"), "recheck4-cosine": ("twin_sec4_recheck_2m_4ep", "cosine"),
     "recheck4-A": ("twin_sec4_recheck_2m_4ep", "reward-A"),
 }
