@@ -42,3 +42,18 @@ def test_bench_rejects_a_bad_study_in_one_line(tmp_path: Path) -> None:
                            str(tmp_path), "no_such_study"], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("no_such_study: config error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra", [["--from", "ROOT"], ["twin_all"], ["FILE"], ["FULL"]])
+def test_bench_keep_wants_one_study_and_a_new_or_empty_folder(extra: list[str], tmp_path: Path) -> None:
+    keep = tmp_path / "keep"
+    if extra == ["FILE"]:
+        keep.write_text("x")
+    if extra == ["FULL"]:
+        keep.mkdir()
+        (keep / "old").write_text("x")
+    extra = [str(tmp_path) if e == "ROOT" else e for e in extra if e not in ("FILE", "FULL")]
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "perf" / "bench_twin_studies.py"), "--keep", str(keep),
+                           *extra, "demo"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 2 and not proc.stdout
+    assert proc.stderr.strip() == f"--keep {keep}: must be a new or empty folder, for one study, without --from"

@@ -13,16 +13,8 @@ import argparse
 import json
 import os
 import sys
-import threading
-import time
 
-
-def _watch_parent(parent_pid: int) -> None:
-    """Exit hard if the process that started us is gone (reparented), even mid-computation."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent_pid:
-            os._exit(3)
+from longcot.processes import exit_with_parent
 
 
 def _limit_memory(megabytes: int) -> None:
@@ -41,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     # Our protocol owns fd 1; anything else that prints (libraries, warnings) goes to stderr.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    exit_with_parent()
     _limit_memory(args.memory_mb)
 
     from longcot.grading.equivalence import verify_in_worker

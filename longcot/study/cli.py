@@ -135,6 +135,11 @@ def main(argv: Sequence[str]) -> int:
 
     print_changes(graph)
     cluster = graph.ordered()[0].plan.cfg.cluster.name
+    typed = [o for o in overrides if o.lstrip("+").startswith("cluster.local_workers=")]
+    if cluster == "slurm" and typed:
+        print(f"longcot: config error: {typed[0]}: runs a local study's parts in processes; with cluster=slurm "
+              "SLURM runs every stage run as its own job (drop it)", file=sys.stderr)
+        return 2
     if cluster == "slurm":
         from longcot.study.slurm import study_resources, submit, wait
 
@@ -154,9 +159,9 @@ def main(argv: Sequence[str]) -> int:
             return 0
         wait(graph, timeout_s=float("inf"))
     else:
-        from longcot.study.local import run_parallel
+        from longcot.study.parallel import run_parallel
 
-        outcome = run_parallel(graph, int(graph.ordered()[0].plan.cfg.cluster.local_workers))
+        outcome = run_parallel(graph, study.local_workers)
         print(f"study {study.name}: {len(outcome.done_before)} done, skipped; {len(outcome.ran)} ran; "
               f"{len(outcome.failed)} failed; {len(outcome.skipped)} not run (an upstream run failed)")
     from longcot.study.status import print_status

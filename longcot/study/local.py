@@ -1,10 +1,7 @@
 """Run a study's graph on this machine, in dependency order: finished runs (``DONE``) are skipped,
 partial ones resume inside their run directory (each stage's own resume), a failing run is recorded
 (``local.json`` and its log, see :mod:`longcot.study.records`) and every run downstream of it is skipped; the other runs continue.
-
-``cluster.local_workers=N`` runs the graph's independent parts (:func:`parts`: runs linked by no
-upstream, e.g. the seeds of a study) in N spawned processes at once (the standard library's
-``ProcessPoolExecutor``, as ``distill.workers`` does for shards); inside a part, runs go in order."""
+Several parts at once: :mod:`longcot.study.parallel` (``cluster.local_workers``)."""
 
 from __future__ import annotations
 
@@ -63,98 +60,25 @@ def run_node(node: Node) -> None:
         raise RuntimeError(f"{node.stage} run {node.plan.run_dir} returned without finishing (no DONE)")
 
 
-def parts(graph: Graph) -> list[list[str]]:
-    """The graph's independent parts: its runs grouped so that no run reads one of another group
-    (weakly connected components), each in dependency order; the parts with most runs still to run first."""
-    root = {k: k for k in graph.nodes}
-
-    def find(k: str) -> str:
-        while root[k] != k:
-            root[k] = root[root[k]]
-            k = root[k]
-        return k
-
-    for up, down in graph.edges():
-        root[find(up)] = find(down)
-    groups: dict[str, list[str]] = {}
-    for node in graph.ordered():
-        groups.setdefault(find(node.key), []).append(node.key)
-    todo = {k: sum(not graph.nodes[x].plan.done for x in keys) for k, keys in groups.items()}
-    return [groups[k] for k in sorted(groups, key=lambda k: -todo[k])]
-
-
-def subgraph(graph: Graph, keys: list[str]) -> Graph:
-    """The runs ``keys`` of ``graph`` (a part: closed under upstream) as a graph of their own."""
-    missing = [k for k in keys if k not in graph.nodes]
-    if missing:
-        raise RuntimeError(f"study {graph.study.name}: run {missing[0]} is not in the study as planned again in a "
-                           "worker process (did a config file change while it ran?)")
-    want = set(keys)
-    cells = {c: ks for c, ks in graph.cells.items() if set(ks) <= want}
-    return Graph(graph.study, {k: graph.nodes[k] for k in keys}, cells,
-                 {k: v for k, v in graph.changes.items() if k in want})
-
-
-def _run_part(overrides: list[str], keys: list[str], label: str) -> LocalOutcome:
-    """In a spawned worker: plan the study again from its command line, run the part ``keys``."""
-    import os
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=logging.INFO, force=True,
-                        format=f"[%(asctime)s][{label}][%(name)s][%(levelname)s] - %(message)s")
-    from longcot.study.graph import build_graph
-    from longcot.study.spec import load_study
-
-    return run_local(subgraph(build_graph(load_study(overrides)), keys))
-
-
-def run_parallel(graph: Graph, workers: int) -> LocalOutcome:
-    """``graph``'s independent parts in ``workers`` processes at once (one part: this process)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    groups = [g for g in parts(graph) if not all(graph.nodes[k].plan.done for k in g)]
-    done = [n.key for n in graph.ordered() if n.plan.done]
-    if workers <= 1 or len(groups) <= 1:
-        return run_local(graph)
-    workers = min(workers, len(groups))
-    log.info("study %s: %d independent parts to run, %d at a time (cluster.local_workers); torch_threads=%s in each",
-             graph.study.name, len(groups), workers, graph.ordered()[0].plan.cfg.get("torch_threads"))
-    out = LocalOutcome(done_before=done)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_part, list(graph.study.overrides), g, f"part {i + 1}/{len(groups)}"): g
-                   for i, g in enumerate(groups)}
-        for fut in as_completed(futures):
-            try:
-                got = fut.result()
-            except Exception as exc:  # the worker itself died (not a run: run_local records those)
-                line = " ".join(str(exc).split()) or type(exc).__name__
-                log.error("study %s: a worker process failed: %s", graph.study.name, line)
-                todo = [k for k in futures[fut] if not graph.nodes[k].plan.done]
-                out.failed.update({k: line for k in todo[:1]})
-                out.skipped += todo[1:]
-                continue
-            out.ran += got.ran
-            out.failed.update(got.failed)
-            out.skipped += got.skipped
-    return out
+def settled(node: Node) -> bool:
+    """Whether ``node`` is finished and not forced to run again (``force=true``): a run to skip."""
+    return node.plan.done and not node.plan.cfg.get("force", False)
 
 
 def run_local(graph: Graph) -> LocalOutcome:
     """Every run of ``graph`` in dependency order (see the module docstring)."""
     out = LocalOutcome()
     blocked: set[str] = set()
-    done = [n for n in graph.ordered() if n.plan.done and not n.plan.cfg.get("force", False)]
+    done = [n for n in graph.ordered() if settled(n)]
     log.info("study %s: %d unique stage runs: %d done, skipped; %d to run", graph.study.name, len(graph.nodes),
              len(done), len(graph.nodes) - len(done))
     for node in graph.ordered():
         plan = node.plan
-        force = bool(plan.cfg.get("force", False))
         if node.key in blocked:
             out.skipped.append(node.key)
             log.warning("skipping %s run %s: an upstream run failed", node.stage, plan.run_dir)
             continue
-        if plan.done and not force:
+        if settled(node):
             out.done_before.append(node.key)
             continue
         log_path = records.local_log(plan)

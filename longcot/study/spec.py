@@ -59,6 +59,7 @@ class Study:
     output_root: str = "runs"
     seeds: tuple[int, ...] = ()  # study.seeds: every point repeated per seed (empty: no seed axis)
     compare: tuple[Any, ...] = ()  # study.compare: longcot.study.seeds.Compare, arms compared per seed
+    local_workers: int = 1  # cluster.local_workers of the study's own composition (longcot/study/parallel.py)
 
     def groups(self) -> list[str]:
         """The points' names as the study file gives them (one per group of seeds), in file order."""
@@ -121,6 +122,7 @@ def parse_study(cfg: DictConfig, overrides: Sequence[str] = ()) -> Study:
         points.append(Point(name, chain, group=name))
     if not points:
         raise ValueError(f"study.points: study {s.name} has no grid point")
+    _whole_study_only(s.base, stages, points)
     file_names = [p.name for p in points]
     points = _only(points, s.get("only"))
     seeds = _seeds(s.get("seeds"))
@@ -132,7 +134,24 @@ def parse_study(cfg: DictConfig, overrides: Sequence[str] = ()) -> Study:
     return Study(str(s.name), str(s.description or ""), tuple(overrides), _strings(s.base, "study.base"), stages,
                  tuple(points), paper, str(cfg.output_root), tuple(seeds),
                  parse_compare(OmegaConf.to_container(s.compare, resolve=True) if s.get("compare") else None,
-                               file_names))
+                               file_names),
+                 int(cfg.cluster.local_workers) if cfg.get("cluster") is not None else 1)
+
+
+WHOLE_STUDY_KEYS = ("cluster.local_workers",)  # settings of the study's execution, not of one stage run
+
+
+def _whole_study_only(base: Any, stages: dict[str, tuple[str, ...]], points: list[Point]) -> None:
+    """Refuse a whole-study setting inside ``study.base`` / ``study.stages`` / a point (where it would
+    reach stage runs, and be ignored by the driver)."""
+    where = [("study.base", _strings(base, "study.base")),
+             *((f"study.stages.{st}", o) for st, o in stages.items()),
+             *((f"study.points ({p.name}).{st}", o) for p in points for st, o in p.stages.items())]
+    for place, overrides in where:
+        for o in overrides:
+            if _key(o) in WHOLE_STUDY_KEYS:
+                raise ValueError(f"{place}: {o!r} sets how the whole study runs, not one stage run; set it at the "
+                                 f"top of the experiment file (cluster: {{local_workers: N}}) or on the command line")
 
 
 def _only(points: list[Point], value: Any) -> list[Point]:

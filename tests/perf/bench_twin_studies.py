@@ -86,8 +86,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--keep", type=Path, default=None,
                     help="run mode: use this new (absent or empty) output root and keep it, instead of a temp folder")
     args = ap.parse_args(studies)
-    if args.keep is not None and (len(args.studies) > 1 or (args.keep.exists() and any(args.keep.iterdir()))):
-        print(f"--keep {args.keep}: must be a new or empty folder, for one study", file=sys.stderr)
+    if args.keep is not None and (args.root is not None or len(args.studies) > 1 or args.keep.is_file()
+                                  or (args.keep.is_dir() and any(args.keep.iterdir()))):
+        print(f"--keep {args.keep}: must be a new or empty folder, for one study, without --from", file=sys.stderr)
         return 2
     for name in args.studies:
         if args.root is not None:
@@ -109,7 +110,7 @@ def main(argv: list[str]) -> int:
             total = sum(secs.values())
             state = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"
             print(f"{name}: {wall / 60:.1f} min wall ({state}); stages {total / 60:.1f} min = {shares(secs)}; "
-                  f"other (plan, compose, collect) {max(0.0, wall - total) / 60:.1f} min; "
+                  f"wall - stages {(wall - total) / 60:+.1f} min (plan, compose, collect; below 0 where stages overlap); "
                   f"wall / stages {wall / (total or 1.0):.2f}x (below 1: stages ran in parallel processes)", flush=True)
     return 0
 
