@@ -11,11 +11,13 @@ import time
 
 def _watch(parent_pid: int, interval: float) -> None:
     while True:
-        time.sleep(interval)
         if os.getppid() != parent_pid:
             os._exit(3)
+        time.sleep(interval)
 
 
-def exit_with_parent(interval: float = 1.0) -> None:
-    """Start the watcher for the current parent process."""
-    threading.Thread(target=_watch, args=(os.getppid(), interval), daemon=True, name="exit-with-parent").start()
+def exit_with_parent(interval: float = 1.0, parent_pid: int | None = None) -> None:
+    """Start the watcher. ``parent_pid``: the pid the parent gave (``os.getpid()`` there) when it may have
+    died before the child got here; default: the current parent."""
+    pid = os.getppid() if parent_pid is None else parent_pid
+    threading.Thread(target=_watch, args=(pid, interval), daemon=True, name="exit-with-parent").start()

@@ -5,6 +5,7 @@ worker stopping only its own part, and Ctrl-C / SIGTERM / SIGKILL of the study l
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -18,8 +19,9 @@ from longcot import runs
 from longcot.study import records
 from longcot.study.cli import main
 from longcot.study.graph import build_graph
-from longcot.study.parallel import parts, run_parallel, subgraph
+from longcot.study.parallel import _died, parts, run_parallel, subgraph
 from longcot.study.spec import load_study
+from tests.test_processes import _alive
 from tests.test_study_graph import write_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +64,17 @@ def test_whole_study_settings_are_refused_per_stage_and_with_slurm(tmp_path: Pat
     assert study.local_workers == 3 and load_study(write_study(tmp_path)).local_workers == 1
     conf = tmp_path / "conf" / "experiment" / "tstudy.yaml"
     conf.write_text(conf.read_text().replace('"logger=none"]', '"logger=none", "cluster.local_workers=2"]'))
+    select = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "+experiment=tstudy"]
     with pytest.raises(ValueError, match=r"study.base: 'cluster.local_workers=2' sets how the whole study runs"):
-        load_study([f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "+experiment=tstudy"])
+        load_study(select)
+    conf.write_text(conf.read_text().replace('"logger=none", "cluster.local_workers=2"]', '"logger=none"]')
+                    .replace('"sft.save_every_steps=1"]', '"sft.save_every_steps=1", "cluster.local_workers=2"]'))
+    with pytest.raises(ValueError, match=r"study.stages.sft: 'cluster.local_workers=2' sets how the whole study"):
+        load_study(select)
+    conf.write_text(conf.read_text().replace(', "cluster.local_workers=2"]', ']')
+                    .replace('sft: ["sft.subset=n1"]', 'sft: ["sft.subset=n1", "+cluster.local_workers=2"]'))
+    with pytest.raises(ValueError, match=r"study.points \(n1\).sft: '\+cluster.local_workers=2' sets how the whole"):
+        load_study(select)
     other = tmp_path / "other"
     assert main([*write_study(other), "cluster=slurm", "cluster.local_workers=2"]) == 2
     err = capsys.readouterr().err
@@ -108,7 +119,14 @@ def test_a_killed_worker_stops_only_its_own_part_and_a_relaunch_resumes(tmp_path
     graph = build_graph(load_study(overrides))
     first, second = parts(graph)
     result: dict = {}
-    runner = threading.Thread(target=lambda: result.update(out=run_parallel(graph, 2)))
+
+    def run() -> None:
+        try:
+            result["out"] = run_parallel(graph, 2)
+        except BaseException as exc:  # shown by the assertion below
+            result["error"] = exc
+
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
 
     def running_sft():
@@ -122,6 +140,7 @@ def test_a_killed_worker_stops_only_its_own_part_and_a_relaunch_resumes(tmp_path
     victim = _wait_for(running_sft)
     os.kill(_local(graph, victim)["pid"], signal.SIGKILL)
     runner.join(300)
+    assert not runner.is_alive() and "error" not in result, result.get("error")
     out = result["out"]
     assert list(out.failed) == [victim] and "died with exit code -9; a relaunch resumes it" in out.failed[victim]
     assert _local(graph, victim)["state"] == "failed"
@@ -153,11 +172,10 @@ def test_stopping_the_study_leaves_no_worker_behind(sig: int, tmp_path: Path) ->
         assert study.pid not in workers
         study.send_signal(sig)
         study.wait(60)
-        assert study.returncode != 0
+        assert study.returncode == (128 + 15 if sig == signal.SIGTERM else -signal.SIGKILL)
 
         def gone():
-            return all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-                       for pid in workers)
+            return not any(_alive(pid) for pid in workers)
 
         _wait_for(gone, timeout=30, step=0.1)
         # the third part never started
@@ -166,3 +184,36 @@ def test_stopping_the_study_leaves_no_worker_behind(sig: int, tmp_path: Path) ->
     finally:
         if study.poll() is None:
             study.kill()
+
+
+def test_a_part_travels_pickled_whole(tmp_path: Path) -> None:
+    graph = build_graph(load_study(write_study(tmp_path)))
+    big = parts(graph)[0]
+    sub = pickle.loads(pickle.dumps(subgraph(graph, big)))
+    assert list(sub.nodes) == big and sub.study == graph.study and sub.cells == subgraph(graph, big).cells
+    assert all(sub.nodes[k].plan.identity == graph.nodes[k].plan.identity for k in big)
+    assert [n.key for n in sub.ordered()] == [n.key for n in subgraph(graph, big).ordered()]
+
+
+def test_a_dead_workers_part_is_read_from_the_records_it_wrote(tmp_path: Path) -> None:
+    """What ran, failed or did not run in a part whose worker died comes from the records with that
+    worker's pid; a record of another process (an earlier launch) says nothing about this one."""
+    graph = build_graph(load_study(write_study(tmp_path, rl=False, broken=False)))
+    [part] = parts(graph)
+    distill, sft_a, sft_b, eval_a, eval_b = part  # dependency order: distill, 2 SFTs, 2 evals
+    worker, earlier = 4242, 1717
+    plan = lambda k: graph.nodes[k].plan  # noqa: E731
+    records.write_local(plan(distill), "done", pid=worker)
+    plan(distill).run_dir.mkdir(parents=True)
+    runs.mark_done(plan(distill).run_dir)
+    records.write_local(plan(sft_a), "failed", "ValueError: bad", pid=worker)
+    records.write_local(plan(sft_b), "running", pid=worker)  # the run it died in
+    records.write_local(plan(eval_a), "running", pid=earlier)  # stale: a launch before this one
+    out = _died(graph, part, set(), worker, -9, "part 1/1")
+    assert out.ran == [distill] and out.failed[sft_a] == "ValueError: bad"
+    assert out.failed[sft_b] == "its worker process (part 1/1) died with exit code -9; a relaunch resumes it"
+    assert sorted(out.skipped) == sorted([eval_a, eval_b])
+    assert _local(graph, sft_b)["state"] == "failed" and _local(graph, sft_b)["pid"] == worker
+    assert _local(graph, eval_a) == {**_local(graph, eval_a), "state": "running", "pid": earlier}  # untouched
+    # a run finished before the launch (settled) is not counted again
+    assert distill not in _died(graph, part, {distill}, worker, -9, "part 1/1").ran

@@ -126,6 +126,15 @@ def main(argv: Sequence[str]) -> int:
         print_table(f"longcot study {study.name}: results", out["columns"], out["body"],
                     out["footer"])
         return 0
+    cluster = graph.ordered()[0].plan.cfg.cluster.name
+    typed = [o for o in overrides if o.lstrip("+").startswith("cluster.local_workers=")]
+    if cluster == "slurm" and typed:
+        print(f"longcot: config error: {typed[0]}: runs a local study's parts in processes; with cluster=slurm "
+              "SLURM runs every stage run as its own job (drop it)", file=sys.stderr)
+        return 2
+    if cluster == "slurm" and study.local_workers > 1:
+        print(f"study {study.name}: its cluster.local_workers={study.local_workers} is for local runs; on SLURM "
+              "every stage run is its own job", file=sys.stderr)
     if "--dry-run" in flags:
         from longcot.study.dryrun import dry_run
 
@@ -134,12 +143,6 @@ def main(argv: Sequence[str]) -> int:
     from longcot.study.overrides import print_changes
 
     print_changes(graph)
-    cluster = graph.ordered()[0].plan.cfg.cluster.name
-    typed = [o for o in overrides if o.lstrip("+").startswith("cluster.local_workers=")]
-    if cluster == "slurm" and typed:
-        print(f"longcot: config error: {typed[0]}: runs a local study's parts in processes; with cluster=slurm "
-              "SLURM runs every stage run as its own job (drop it)", file=sys.stderr)
-        return 2
     if cluster == "slurm":
         from longcot.study.slurm import study_resources, submit, wait
 
@@ -159,9 +162,13 @@ def main(argv: Sequence[str]) -> int:
             return 0
         wait(graph, timeout_s=float("inf"))
     else:
-        from longcot.study.parallel import run_parallel
+        from longcot.study.parallel import Stopped, run_parallel
 
-        outcome = run_parallel(graph, study.local_workers)
+        try:
+            outcome = run_parallel(graph, study.local_workers)
+        except Stopped as exc:
+            print(f"longcot: study {study.name} {exc}", file=sys.stderr)
+            return 128 + 15
         print(f"study {study.name}: {len(outcome.done_before)} done, skipped; {len(outcome.ran)} ran; "
               f"{len(outcome.failed)} failed; {len(outcome.skipped)} not run (an upstream run failed)")
     from longcot.study.status import print_status

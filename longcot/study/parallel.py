@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 import threading
 from typing import Any
@@ -60,9 +61,9 @@ def subgraph(graph: Graph, keys: list[str]) -> Graph:
                  {k: v for k, v in graph.changes.items() if k in want})
 
 
-def _worker(graph: Graph, label: str, conn: Any) -> None:
+def _worker(graph: Graph, label: str, conn: Any, parent_pid: int) -> None:
     """A spawned worker: run one part and send its outcome back."""
-    exit_with_parent()
+    exit_with_parent(parent_pid=parent_pid)  # the study's pid, given before this process started
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, force=True,
                         format=f"[%(asctime)s][{label}][%(name)s][%(levelname)s] - %(message)s")
@@ -70,30 +71,43 @@ def _worker(graph: Graph, label: str, conn: Any) -> None:
     conn.close()
 
 
-def _died(graph: Graph, keys: list[str], before: set[str], exitcode: Any, label: str) -> LocalOutcome:
-    """The outcome of a part whose worker died: the run it was in failed, the runs after it did not run."""
+def _died(graph: Graph, keys: list[str], before: set[str], pid: int, exitcode: Any, label: str) -> LocalOutcome:
+    """The outcome of a part whose worker (``pid``) died, from the records that worker wrote: the run it
+    was in failed (recorded so), a run it finished ran, a run it failed failed, the rest did not run."""
     out = LocalOutcome()
     line = f"its worker process ({label}) died with exit code {exitcode}; a relaunch resumes it"
     for key in keys:
-        node = graph.nodes[key]
         if key in before:
             continue
-        if node.plan.done:
+        plan = graph.nodes[key].plan
+        rec = records.read(plan, records.LOCAL) or {}
+        state = rec.get("state") if rec.get("pid") == pid else None
+        if state == "done" or (state == "running" and plan.done):
             out.ran.append(key)
-        elif (records.read(node.plan, records.LOCAL) or {}).get("state") == "running":
-            records.write_local(node.plan, "failed", line)
+        elif state == "failed":
+            out.failed[key] = str(rec.get("error") or "failed")
+        elif state == "running":
+            records.write_local(plan, "failed", line, pid=pid)
             out.failed[key] = line
         else:
             out.skipped.append(key)
     return out
 
 
-class _Stop(Exception):
-    """SIGTERM of the study while its workers run."""
+def _outcome(recv: Any) -> LocalOutcome | None:
+    """The outcome a worker sent, or None if it sent none (or died mid-message)."""
+    try:
+        return recv.recv() if recv.poll() else None
+    except (EOFError, OSError, pickle.UnpicklingError):
+        return None
+
+
+class Stopped(Exception):
+    """SIGTERM of the study while its workers ran (the workers were stopped)."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Stop(f"signal {signum}")
+    raise Stopped(f"stopped by signal {signum}; its workers were stopped, and a relaunch resumes")
 
 
 def run_parallel(graph: Graph, workers: int) -> LocalOutcome:
@@ -119,7 +133,8 @@ def run_parallel(graph: Graph, workers: int) -> LocalOutcome:
     out = LocalOutcome(done_before=[k for k in graph.nodes if k in before])
     ctx = mp.get_context("spawn")
     pending = [(f"part {i + 1}/{len(groups)}", g) for i, g in enumerate(groups)]
-    running: dict[int, tuple[Any, Any, list[str], str]] = {}  # sentinel -> (process, pipe, keys, label)
+    running: dict[Any, tuple[Any, Any, list[str], str]] = {}  # pipe -> (process, pipe, keys, label)
+    starting: list[Any] = []  # a process between start() and `running`
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     finished = 0
@@ -128,17 +143,21 @@ def run_parallel(graph: Graph, workers: int) -> LocalOutcome:
             while pending and len(running) < workers:
                 label, keys = pending.pop(0)
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_worker, args=(subgraph(graph, keys), label, send), name=f"longcot {label}")
+                proc = ctx.Process(target=_worker, args=(subgraph(graph, keys), label, send, os.getpid()),
+                                   name=f"longcot {label}")
+                starting.append(proc)
                 proc.start()
                 send.close()
-                running[proc.sentinel] = (proc, recv, keys, label)
-            for sentinel in wait(list(running)):
-                proc, recv, keys, label = running.pop(sentinel)
-                got = recv.recv() if recv.poll() else None
-                proc.join()
+                running[recv] = (proc, recv, keys, label)
+                starting.clear()
+            # a pipe is ready when its worker sent its outcome, or exited (EOF) without sending one
+            for recv in wait(list(running)):
+                proc, _, keys, label = running.pop(recv)
+                got = _outcome(recv)
                 recv.close()
+                proc.join()
                 if got is None:
-                    got = _died(graph, keys, before, proc.exitcode, label)
+                    got = _died(graph, keys, before, proc.pid, proc.exitcode, label)
                     log.error("study %s: the worker of %s died with exit code %s; %d runs of it not run (a "
                               "relaunch resumes)", graph.study.name, label, proc.exitcode, len(got.skipped))
                 out.ran += got.ran
@@ -148,12 +167,15 @@ def run_parallel(graph: Graph, workers: int) -> LocalOutcome:
                 log.info("study %s: %s finished (%d of %d parts): %d ran, %d failed, %d not run", graph.study.name,
                          label, finished, len(groups), len(got.ran), len(got.failed), len(got.skipped))
     except BaseException:  # Ctrl-C, SIGTERM: stop every worker, start no other part
-        for proc, *_ in running.values():
-            proc.terminate()
-        for proc, *_ in running.values():
-            proc.join(30)
+        procs = [*starting, *(v[0] for v in running.values())]
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            if proc.pid is not None:
+                proc.join(30)
         raise
     finally:
-        if main_thread:
+        if main_thread and previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return out

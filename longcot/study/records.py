@@ -48,6 +48,8 @@ def local_log(plan: Plan) -> Path:
     return location(plan) / LOCAL_LOG
 
 
-def write_local(plan: Plan, state: str, error: Optional[str] = None) -> None:
+def write_local(plan: Plan, state: str, error: Optional[str] = None, pid: Optional[int] = None) -> None:
+    """Record a local run's state; ``pid``: the process that ran it (default: this one)."""
     runs.write_json(location(plan) / LOCAL, {"state": state, "log": str(local_log(plan)), "error": error,
-                                             "run_dir": str(plan.run_dir), "time": time.time(), "pid": os.getpid()})
+                                             "run_dir": str(plan.run_dir), "time": time.time(),
+                                             "pid": os.getpid() if pid is None else pid})
