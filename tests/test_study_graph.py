@@ -217,7 +217,7 @@ TWIN_ALL_SOURCES = {  # twin_all's point -> (study, point) it repeats
 }
 
 
-TWIN_HOUR_SOURCES = {  # twin_hour's point -> (study, point) it repeats
+TWIN_FINDINGS_SOURCES = {  # twin_findings's point -> (study, point) it repeats
     "base": ("twin_fig1_sft_scaling", "base"), "long-1M-4ep": ("twin_fig1_epochs", "long-1M-4ep"),
     "short-1M-4ep": ("twin_fig1_epochs", "short-1M-4ep"), "recheck4-sft": ("twin_sec4_recheck_2m_4ep", "sft"),
     "recheck4-classic": ("twin_sec4_recheck_2m_4ep", "classic"), "recheck4-cosine": ("twin_sec4_recheck_2m_4ep", "cosine"),
@@ -226,10 +226,10 @@ TWIN_HOUR_SOURCES = {  # twin_hour's point -> (study, point) it repeats
 
 
 @pytest.mark.slow  # composes up to ~90 stage configs (about a minute on a quiet core)
-@pytest.mark.parametrize("name,sources", [("twin_all", TWIN_ALL_SOURCES), ("twin_hour", TWIN_HOUR_SOURCES)])
+@pytest.mark.parametrize("name,sources", [("twin_all", TWIN_ALL_SOURCES), ("twin_findings", TWIN_FINDINGS_SOURCES)])
 def test_twin_all_repeats_the_twin_studies_runs_exactly(name: str, sources: dict, tmp_path: Path) -> None:
-    """experiments/twin_all.yaml (every design) and twin_hour.yaml (the designs whose findings reproduce,
-    sized for an hour) are one command each: each point is a point of a twin study with the same stage runs
+    """experiments/twin_all.yaml (every design) and twin_findings.yaml (the designs on which the findings
+    reproduced) are one command each: each point is a point of a twin study with the same stage runs
     (identities), so neither reruns what the other finished."""
     one = ["study.seeds=[1]", f"output_root={tmp_path}"]
     every = build_graph(load_study([f"+experiment={name}", *one]))

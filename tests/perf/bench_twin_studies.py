@@ -12,7 +12,7 @@ Two modes:
   so this is what was logged, not what a study costs on an idle machine.
 
     python tests/perf/bench_twin_studies.py twin_fig1_sft_scaling -- 'study.seeds=[0]'
-    python tests/perf/bench_twin_studies.py --keep /data/hour twin_hour   # its runs kept for collect
+    python tests/perf/bench_twin_studies.py --keep /data/findings twin_findings   # its runs kept for collect
     python tests/perf/bench_twin_studies.py --from /work/twinruns twin_all
 """
 
