@@ -115,7 +115,8 @@ def run_parallel(graph: Graph, workers: int) -> LocalOutcome:
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
-    groups = [g for g in parts(graph) if not all(settled(graph.nodes[k]) for k in g)]
+    before = {n.key for n in graph.ordered() if settled(n)}
+    groups = [g for g in parts(graph) if not set(g) <= before]
     if workers <= 1 or len(groups) <= 1:
         return run_local(graph)
     workers = min(workers, len(groups))
@@ -129,7 +130,6 @@ def run_parallel(graph: Graph, workers: int) -> LocalOutcome:
     elif workers * int(threads) > cores:
         log.warning("study %s: %d workers x torch_threads=%s > %d cores: they will slow each other down",
                     graph.study.name, workers, threads, cores)
-    before = {n.key for n in graph.ordered() if settled(n)}
     out = LocalOutcome(done_before=[k for k in graph.nodes if k in before])
     ctx = mp.get_context("spawn")
     pending = [(f"part {i + 1}/{len(groups)}", g) for i, g in enumerate(groups)]
