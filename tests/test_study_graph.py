@@ -247,9 +247,10 @@ def _identities(study: str, root: Path) -> dict[tuple[str, str], dict]:
 
 @pytest.mark.parametrize("study,parent", [("twin_sec4_length_growth_4ep", "twin_sec4_length_growth"),
                                           ("twin_sec4_recheck_4ep", "twin_sec4_recheck"),
-                                          ("twin_sec4_recheck_2m_4ep", "twin_sec4_recheck_2m")])
+                                          ("twin_sec4_recheck_2m_4ep", "twin_sec4_recheck_2m"),
+                                          ("twin_table5_discount_4ep", "twin_table5_discount")])
 def test_four_epoch_designs_change_only_the_sft_epochs(study: str, parent: str, tmp_path: Path) -> None:
-    """The sixth, seventh and eighth §4 designs claim to be their parent designs with the SFT trained 4 epochs
+    """The sixth, seventh and eighth §4 designs and Table 5's second claim to be their parent designs with the SFT trained 4 epochs
     instead of 2 and nothing else: same distill runs (identities), SFT identities that differ only in
     ``epochs``, and RL / eval runs that differ only through that upstream SFT."""
     mine, theirs = _identities(study, tmp_path), _identities(parent, tmp_path)
