@@ -267,3 +267,18 @@ def test_four_epoch_designs_change_only_the_sft_epochs(study: str, parent: str, 
         else:
             assert {k: v for k, v in a.items() if k not in ("upstream", "model")} == \
                    {k: v for k, v in b.items() if k not in ("upstream", "model")}, (cell, stage)
+
+
+def test_context_window_second_design_changes_only_the_window(tmp_path: Path) -> None:
+    """twin_sec4_context_window_4ep claims: the sixth design's start (the very distill and SFT runs of
+    twin_sec4_length_growth_4ep and twin_table5_discount_4ep) and three GRPO arms that differ only in
+    ``algorithm.max_new_tokens``."""
+    mine = _identities("twin_sec4_context_window_4ep", tmp_path)
+    for parent in ("twin_sec4_length_growth_4ep", "twin_table5_discount_4ep"):
+        theirs = _identities(parent, tmp_path)
+        for stage in ("distill", "sft"):
+            assert mine[("sft@s5", stage)] == theirs[("sft@s5", stage)], (parent, stage)
+    rl = {w: mine[(f"window-{w}@s5", "rl")] for w in (80, 96, 128)}
+    assert {w: a["algorithm"]["max_new_tokens"] for w, a in rl.items()} == {80: 80, 96: 96, 128: 128}
+    same = {w: {**a, "algorithm": {**a["algorithm"], "max_new_tokens": 0}} for w, a in rl.items()}
+    assert same[80] == same[96] == same[128]
