@@ -110,3 +110,25 @@ def test_collect_scores_our_numbers_against_the_papers(tmp_path: Path, capsys) -
     lines = capsys.readouterr().out.splitlines()
     assert max(len(line) for line in lines) <= 110
     assert len(lines) == len(out["body"]) + 5  # title, top, header, rule, rows, bottom
+
+
+def test_a_report_written_under_typed_changes_says_so_at_its_top(tmp_path: Path) -> None:
+    """report.md sits under the study's name whatever was typed: a collect of a point subset with a changed
+    setting lists both under the title (and the terminal says where), and a plain collect lists none
+    but the output root."""
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "tcollect.yaml").write_text(STUDY)
+    common = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "+experiment=tcollect", f"output_root={tmp_path / 'runs'}"]
+    typed = collect(build_graph(load_study([*common, "study.only=[b]", "sft.learning_rate=0.001"])), figures=False)
+    head = typed["report"].read_text().split("| point |")[0]
+    assert "Written under these command-line changes to the study file:" in head
+    assert "study.only=['b'] (study: null)" in head
+    sft = [line for line in head.splitlines() if line.startswith("- sft-")]
+    assert len(sft) == 1 and sft[0].endswith(": sft.learning_rate=0.001 (study: 5e-06)")
+    assert any("written under the command line's changes" in line for line in typed["footer"])
+
+    plain = collect(build_graph(load_study(common)), figures=False)
+    head = plain["report"].read_text().split("| point |")[0]
+    assert "learning_rate" not in head and "study.only" not in head
+    assert f"- in every stage run: output_root={tmp_path / 'runs'} (study: runs)" in head

@@ -32,6 +32,7 @@ from typing import Any, Optional
 from longcot import environment, runs
 from longcot.study.figures import render as _figures
 from longcot.study.graph import Graph, Node
+from longcot.study.overrides import written_lines
 from longcot.study.seeds import compare_all, seeds_markdown
 
 NOT_RUN = "not run"
@@ -213,12 +214,14 @@ def collect(graph: Graph, figures: bool = True) -> dict[str, Any]:
     runs.write_text(out / "results.csv", buf.getvalue())
     figs = _figures(graph, result, out) if figures else []
     compared = compare_all(graph, result)
+    typed = written_lines(graph.study, graph.changes)
     if graph.study.seeds or compared:
-        runs.write_text(out / "seeds.md", seeds_markdown(graph, result, compared))
+        runs.write_text(out / "seeds.md", seeds_markdown(graph, result, compared, typed))
     computed = environments_line(graph)
-    runs.write_text(out / "report.md", report_markdown(graph, result, findings, figs, out)
+    runs.write_text(out / "report.md", report_markdown(graph, result, findings, figs, out, typed)
                     + (f"\n{computed}\n" if computed else ""))
-    footer = [summary_line(findings) if findings else "", *[f.line() for f in findings], *[c.line() for c in compared],
+    footer = [f"written under the command line's changes, listed in {out / 'report.md'}" if typed else "",
+              summary_line(findings) if findings else "", *[f.line() for f in findings], *[c.line() for c in compared],
               f"over seeds: {out / 'seeds.md'}" if graph.study.seeds or compared else "", computed,
               f"written: {out / 'report.md'}, {out / 'results.md'} (wide table), {out / 'results.csv'}",
               *[f"figure: {f}" for f in figs]]

@@ -101,6 +101,21 @@ def lines(study: Study, changes: dict[str, list[Change]]) -> list[str]:
     return out
 
 
+def written_lines(study: Study, changes: dict[str, list[Change]]) -> list[str]:
+    """The command line's changes as markdown for the files ``collect`` writes (``report.md``,
+    ``seeds.md``): those files sit under the study's name whatever was typed, so a report of a seed subset
+    or of changed settings says so at its top ([] when the command line changed nothing)."""
+    common, per_run, unused = summary(study, changes)
+    if not (common or per_run or unused):
+        return []
+    out = ["Written under these command-line changes to the study file:", ""]
+    if common:
+        out.append(f"- in every stage run: {', '.join(map(str, common))}")
+    out += [f"- {key}: {', '.join(map(str, cs))}" for key, cs in per_run.items()]
+    out += [f"- {key}: changes no stage run" for key in unused]
+    return [*out, ""]
+
+
 def print_changes(graph: Any) -> None:
     """The command line's changes before a study runs: the common ones, then per stage run."""
     common_lines = lines(graph.study, graph.changes)

@@ -124,8 +124,9 @@ def _cell(ours: Optional[float], paper: Optional[float]) -> str:
 
 
 def report_markdown(graph: "Graph", rows: Sequence["Row"], findings: Sequence[FindingResult],
-                    figures: Sequence[Path], out: Path) -> str:
-    """One page: the tables side by side (ours / paper (difference) per benchmark), the findings, the figures."""
+                    figures: Sequence[Path], out: Path, typed: Sequence[str] = ()) -> str:
+    """One page: the tables side by side (ours / paper (difference) per benchmark), the findings, the figures;
+    ``typed``: the command line's changes (:func:`longcot.study.overrides.written_lines`), under the title."""
     study, paper = graph.study, graph.study.paper
     benches = list(dict.fromkeys(r.benchmark for r in rows))
     if any(AVG in v for v in paper.values.values()):
@@ -133,6 +134,7 @@ def report_markdown(graph: "Graph", rows: Sequence["Row"], findings: Sequence[Fi
     lines = [f"# {study.name}: our results" + (" beside the paper's" if paper else ""), ""]
     if study.description:
         lines += [study.description, ""]
+    lines += list(typed)
     if paper:
         lines += [f"Paper: {paper.source}. Cells: ours / paper (ours - paper), accuracy %; \"not run\": the "
                   "evaluation is not finished.", ""]

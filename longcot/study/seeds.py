@@ -190,10 +190,12 @@ def point_intervals(rows: Sequence["Row"]) -> list[tuple[str, str, Optional[Inte
     return out
 
 
-def seeds_markdown(graph: "Graph", rows: Sequence["Row"], results: Sequence[CompareResult]) -> str:
-    """``seeds.md``: per point the mean and 95% interval over seeds, then each comparison."""
+def seeds_markdown(graph: "Graph", rows: Sequence["Row"], results: Sequence[CompareResult],
+                   typed: Sequence[str] = ()) -> str:
+    """``seeds.md``: per point the mean and 95% interval over seeds, then each comparison; ``typed`` as in
+    :func:`longcot.study.report.report_markdown`."""
     s = graph.study
-    lines = [f"# {s.name}: over seeds {list(s.seeds)}", "",
+    lines = [f"# {s.name}: over seeds {list(s.seeds)}", "", *typed,
              "Mean over the seeds that finished, Student-t 95% interval; every seed is reported.", "",
              "| point | benchmark | seeds done | accuracy % per seed | accuracy % | mean tokens |", "|---|---|---|---|---|---|"]
     for g, b, acc, tok, n in point_intervals(rows):
