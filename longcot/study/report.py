@@ -124,7 +124,7 @@ def _cell(ours: Optional[float], paper: Optional[float]) -> str:
 
 
 def report_markdown(graph: "Graph", rows: Sequence["Row"], findings: Sequence[FindingResult],
-                    figures: Sequence[Path], out: Path, typed: Sequence[str] = ()) -> str:
+                    figures: Sequence[Path], out: Path, typed: Sequence[str]) -> str:
     """One page: the tables side by side (ours / paper (difference) per benchmark), the findings, the figures;
     ``typed``: the command line's changes (:func:`longcot.study.overrides.written_lines`), under the title."""
     study, paper = graph.study, graph.study.paper

@@ -191,7 +191,7 @@ def point_intervals(rows: Sequence["Row"]) -> list[tuple[str, str, Optional[Inte
 
 
 def seeds_markdown(graph: "Graph", rows: Sequence["Row"], results: Sequence[CompareResult],
-                   typed: Sequence[str] = ()) -> str:
+                   typed: Sequence[str]) -> str:
     """``seeds.md``: per point the mean and 95% interval over seeds, then each comparison; ``typed`` as in
     :func:`longcot.study.report.report_markdown`."""
     s = graph.study
