@@ -282,3 +282,22 @@ def test_context_window_second_design_changes_only_the_window(tmp_path: Path) ->
     assert {w: a["algorithm"]["max_new_tokens"] for w, a in rl.items()} == {80: 80, 96: 96, 128: 128}
     same = {w: {**a, "algorithm": {**a["algorithm"], "max_new_tokens": 0}} for w, a in rl.items()}
     assert same[80] == same[96] == same[128]
+
+
+def test_table5_third_design_changes_only_the_gammas(tmp_path: Path) -> None:
+    """twin_table5_discount_horizon claims: twin_table5_discount_4ep's start (its distill and SFT runs)
+    and PPO arms that differ from its gamma-1 arm only in the two channels' gammas, set to the paper's
+    0.999 and 0.99 raised to 1000 / 61.2 (the twin's mean kept walk), rounded."""
+    mine = _identities("twin_table5_discount_horizon", tmp_path)
+    theirs = _identities("twin_table5_discount_4ep", tmp_path)
+    for stage in ("distill", "sft"):
+        assert mine[("sft@s5", stage)] == theirs[("sft@s5", stage)], stage
+    assert mine[("gammas-1-1@s5", "rl")] == theirs[("gammas-1-1@s5", "rl")]
+    for name, paper in (("gammas-0984-0984", 0.999), ("gammas-085-085", 0.99)):
+        arm = mine[(f"{name}@s5", "rl")]
+        g = arm["reward"]["gamma"]
+        assert arm["reward"]["repetition"]["gamma"] == g
+        assert g == round(paper ** (1000 / 61.2), 3 if paper == 0.999 else 2), name
+        reset = {**arm, "reward": {**arm["reward"], "gamma": 1.0,
+                                   "repetition": {**arm["reward"]["repetition"], "gamma": 1.0}}}
+        assert reset == mine[("gammas-1-1@s5", "rl")], name
