@@ -301,3 +301,21 @@ def test_table5_third_design_changes_only_the_gammas(tmp_path: Path) -> None:
         reset = {**arm, "reward": {**arm["reward"], "gamma": 1.0,
                                    "repetition": {**arm["reward"]["repetition"], "gamma": 1.0}}}
         assert reset == mine[("gammas-1-1@s5", "rl")], name
+
+
+def test_fig9_ppo_design_shares_the_start_and_changes_only_the_reward(tmp_path: Path) -> None:
+    """twin_sec4_reward_hparams_ppo claims: the very distill and SFT runs of twin_table5_discount_4ep (and
+    so of twin_table5_discount_horizon), and two PPO arms that differ from each other only in the cosine
+    reward's correct-answer values (B: 6 -> 5, C: 10 -> 9) and its name."""
+    mine = _identities("twin_sec4_reward_hparams_ppo", tmp_path)
+    for parent in ("twin_table5_discount_4ep", "twin_table5_discount_horizon"):
+        theirs = _identities(parent, tmp_path)
+        for stage in ("distill", "sft", "eval"):
+            assert mine[("sft@s5", stage)] == theirs[("sft@s5", stage)], (parent, stage)
+    b, c = mine[("reward-B@s5", "rl")], mine[("reward-C@s5", "rl")]
+    assert b["algorithm"]["name"] == c["algorithm"]["name"] == "ppo"
+    assert (b["reward"]["cosine"]["r0_correct"], b["reward"]["cosine"]["rL_correct"]) == (6.0, 5.0)
+    assert (c["reward"]["cosine"]["r0_correct"], c["reward"]["cosine"]["rL_correct"]) == (10.0, 9.0)
+    strip = lambda a: {**a, "reward": {**a["reward"], "name": "", "cosine": {**a["reward"]["cosine"],  # noqa: E731
+                                                                              "r0_correct": 0, "rL_correct": 0}}}
+    assert strip(b) == strip(c)
