@@ -1,6 +1,6 @@
 """tests/perf/bench_twin_studies.py --from: reads the driver's log of each stage run a study plans
 (first and last timestamped record) and sums them per stage; runs without a log are counted, not
-guessed."""
+guessed, and runs the study does not plan (another study's, in the same folder) are not summed."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def test_bench_from_reads_each_planned_runs_log(tmp_path: Path) -> None:
         log = records.local_log(nodes[stage].plan)
         log.parent.mkdir(parents=True)
         log.write_text(f"{first} [x][INFO] - start\nnot a record\n{last} [x][INFO] - done\n")
+    foreign = tmp_path / "jobs" / "rl" / "0123456789ab" / "local.log"  # another study's run, same folder
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("2026-12-04 02:00:00,000 [x][INFO] - start\n2026-12-04 03:00:00,000 [x][INFO] - done\n")
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "perf" / "bench_twin_studies.py"), "--from",
                            str(tmp_path), "twin_fig1_sft_scaling", "--", "study.only=[long-1M]", "study.seeds=[0]"],
                           capture_output=True, text=True, cwd=REPO, timeout=600)

@@ -4,8 +4,9 @@ Two modes:
 
 * run (default): runs each study into a fresh output folder (``python -m longcot +experiment=NAME``,
   overrides after ``--`` passed through, e.g. ``study.seeds=[0]``) and times the command; the baseline
-  of the ratio is the summed stage time of that same run, so the rest is planning, composition and
-  collect.
+  of the ratio is the summed logged time of the stage runs that study plans there, so the rest is
+  planning, composition and collect (runs another study wrote into a ``--keep`` folder meanwhile are
+  not counted).
 * ``--from ROOT``: runs nothing; plans each study against an output root where its runs already ran
   and reads the driver's log of every stage run (``<root>/jobs/<stage>/<run>/local.log``, first and
   last record: the last local attempt). Runs that shared the cores with others were slower than alone,
@@ -41,15 +42,6 @@ def log_seconds(log: Path) -> Optional[float]:
         return None
     lines = [x for x in log.read_text(errors="replace").splitlines() if x[:4].isdigit() and x[4:5] == "-"]
     return (_stamp(lines[-1]) - _stamp(lines[0])).total_seconds() if lines else None
-
-
-def stage_seconds(root: Path) -> dict[str, float]:
-    """Summed logged seconds per stage of every run under ``root/jobs``."""
-    out = dict.fromkeys(STAGES, 0.0)
-    for stage in STAGES:
-        for log in (root / "jobs" / stage).glob("*/local.log"):
-            out[stage] += log_seconds(log) or 0.0
-    return out
 
 
 def planned_seconds(name: str, root: Path, overrides: list[str]) -> tuple[dict[str, float], int, int]:
@@ -106,7 +98,10 @@ def main(argv: list[str]) -> int:
             proc = subprocess.run([sys.executable, "-m", "longcot", f"+experiment={name}", f"output_root={tmp}",
                                    *extra], capture_output=True, text=True)
             wall = time.perf_counter() - t0
-            secs = stage_seconds(Path(tmp))
+            try:
+                secs = planned_seconds(name, Path(tmp), extra)[0]
+            except (ValueError, FileNotFoundError):  # the run itself failed on its config: its error is below
+                secs = dict.fromkeys(STAGES, 0.0)
             total = sum(secs.values())
             state = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"
             print(f"{name}: {wall / 60:.1f} min wall ({state}); stages {total / 60:.1f} min = {shares(secs)}; "
