@@ -28,7 +28,8 @@ def test_bench_from_reads_each_planned_runs_log(tmp_path: Path) -> None:
         log = records.local_log(nodes[stage].plan)
         log.parent.mkdir(parents=True)
         log.write_text(f"{first} [x][INFO] - start\nnot a record\n{last} [x][INFO] - done\n")
-    foreign = tmp_path / "jobs" / "rl" / "0123456789ab" / "local.log"  # another study's run, same folder
+    # another study's run in the same folder: not summed (the run mode sums through the same planned_seconds)
+    foreign = tmp_path / "jobs" / "rl" / "0123456789ab" / "local.log"
     foreign.parent.mkdir(parents=True)
     foreign.write_text("2026-12-04 02:00:00,000 [x][INFO] - start\n2026-12-04 03:00:00,000 [x][INFO] - done\n")
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "perf" / "bench_twin_studies.py"), "--from",
