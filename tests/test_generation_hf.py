@@ -21,7 +21,7 @@ from longcot.generation import (
     prompt_seed,
     register_backend,
 )
-from longcot.generation.hf import HFGenerator, PerRowSampler, encode_prompt
+from longcot.generation.hf import HFGenerator, PerRowSampler, encode_prompt, nucleus
 from longcot.models.loading import load_model_and_tokenizer
 
 
@@ -294,3 +294,36 @@ def test_importing_generation_does_not_import_vllm():
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
                    env={**os.environ, "PYTHONPATH": str(root)})
+
+
+def _nucleus_by_stable_sort(probs, top_p):
+    """The definition, as a full stable sort (the sampler's former code, and vLLM's / HF's top-p
+    rule: a token stays while the mass before it is below top_p; the first always stays)."""
+    sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+    keep_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) < top_p
+    keep_sorted[:, 0] = True
+    return torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
+
+
+def test_nucleus_hand_values_with_ties_at_the_cut():
+    probs = torch.tensor([[0.2, 0.3, 0.2, 0.2, 0.1]], dtype=torch.float64)
+    # order 1 (0.3), then the 0.2s by index 0, 2, 3: the mass before index 2 is 0.5
+    assert nucleus(probs, 0.45).tolist() == [[True, True, False, False, False]]
+    assert nucleus(probs, 0.55).tolist() == [[True, True, True, False, False]]
+    assert nucleus(probs, 0.01).tolist() == [[False, True, False, False, False]]
+
+
+def test_nucleus_is_the_stable_sort_set():
+    """Peaked rows (cut inside the top 64), flat rows (the whole-vocabulary path), quantised logits
+    (ties everywhere, also at the cut), -inf logits and top_p near 1: the same set, every row."""
+    g = torch.Generator().manual_seed(0)
+    for trial in range(600):
+        vocab = int(torch.randint(2, 1100, (1,), generator=g))
+        logits = torch.randn(5, vocab, generator=g, dtype=torch.float64) * float(torch.rand(1, generator=g)) * 20
+        if trial % 3 == 0:
+            logits = (logits * 2).round() / 2
+        if trial % 5 == 0:
+            logits[:, : vocab // 2] = float("-inf")
+        probs = torch.log_softmax(logits, dim=-1).exp()
+        top_p = 0.999999 if trial % 7 == 0 else float(torch.rand(1, generator=g))
+        assert torch.equal(nucleus(probs, top_p), _nucleus_by_stable_sort(probs, top_p)), (trial, vocab, top_p)

@@ -122,3 +122,68 @@ def test_pack_step_and_sharding(model_tok):
     assert len({len(s) for s in shards}) == 1  # same number of micro-batches on every rank
     real = [b for s in shards for b in s if b is not None]
     assert sorted(id(b) for b in real) == sorted(id(b) for b in batches)
+
+
+def test_varlen_packed_gradients_equal_each_sample_alone():
+    """sdpa_varlen's split of the packed row is exact in the backward too: the packed loss's gradients
+    are the sum of each sample's own gradients (a wrong split, e.g. samples shifted by a token or a
+    gradient routed to the wrong sample, breaks this)."""
+    model, tok = load_model_and_tokenizer(TINY, device="cpu", dtype="float32", attn_implementation="sdpa_varlen")
+    samples = _examples(tok)
+    batch = pack(samples)
+    model.zero_grad()
+    token_loss_sum(model(**batch.model_inputs("sdpa_varlen")).logits, batch.targets).backward()
+    packed = {n: p.grad.clone() for n, p in model.named_parameters()}
+    alone = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for s in samples:
+        model.zero_grad()
+        token_loss_sum(model(input_ids=torch.tensor([s.input_ids]), use_cache=False).logits,
+                       torch.tensor([s.targets])).backward()
+        for n, p in model.named_parameters():
+            alone[n] += p.grad
+    for n in packed:
+        torch.testing.assert_close(packed[n], alone[n], atol=2e-5, rtol=1e-4, msg=n)
+
+
+def test_varlen_packed_row_never_builds_the_row_mask():
+    """The T x T mask of a packed row is deferred and, on the cu_seq_lens path, never built."""
+    from longcot.training.attention import DeferredMask
+
+    model, tok = load_model_and_tokenizer(TINY, device="cpu", dtype="float32", attn_implementation="sdpa_varlen")
+    seen = []
+    hook = model.model.layers[0].self_attn.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append(kwargs.get("attention_mask")), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**pack(_examples(tok)).model_inputs("sdpa_varlen"))
+    finally:
+        hook.remove()
+    assert len(seen) == 1 and isinstance(seen[0], DeferredMask)
+    assert not seen[0]._built
+
+
+def test_varlen_rejects_boundaries_that_do_not_span_the_row():
+    model, tok = load_model_and_tokenizer(TINY, device="cpu", dtype="float32", attn_implementation="sdpa_varlen")
+    inputs = pack(_examples(tok, 2)).model_inputs("sdpa_varlen")
+    inputs["cu_seq_lens_q"] = inputs["cu_seq_lens_k"] = inputs["cu_seq_lens_q"][:-1]
+    with torch.no_grad(), pytest.raises(ValueError, match="cu_seq_lens_q spans"):
+        model(**inputs)
+
+
+def test_varlen_without_boundaries_is_plain_sdpa_in_generation():
+    """Generation (no cu_seq_lens; a one-row prefill, then decoding with a cache) takes sdpa's path and
+    masks: the same tokens and scores as attn_implementation='sdpa', single prompt and padded batch."""
+    from longcot.generation.base import SamplingParams
+    from longcot.generation.hf import HFGenerator
+
+    prompts = [[{"role": "user", "content": p.problem}] for p in toy_problems(3, seed=5)]
+    params = SamplingParams(n=2, temperature=1.0, top_p=0.9, max_new_tokens=12, seed=1)
+    out = {}
+    for attn in ("sdpa", "sdpa_varlen"):
+        model, tok = load_model_and_tokenizer(TINY, device="cpu", dtype="float32", attn_implementation=attn)
+        for size in (1, 6):
+            gen = HFGenerator(model, tok, batch_size=size, return_logprobs=True)
+            out[attn, size] = [(c.token_ids, c.logprobs) for row in gen.generate(prompts, params, progress=False)
+                               for c in row]
+    assert out["sdpa", 1] == out["sdpa_varlen", 1]
+    assert out["sdpa", 6] == out["sdpa_varlen", 6]

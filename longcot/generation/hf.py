@@ -52,6 +52,7 @@ from longcot.generation.base import (
     resolve_seeds,
     sample_seed,
 )
+from longcot.generation.kv_cache import growing_cache_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 # Used only when a tokenizer has no chat template (e.g. a base model): contents joined by blank lines.
 _FALLBACK_SEPARATOR = "\n\n"
 _warned_no_template: set[int] = set()
+KV_CACHES = ("growing", "dynamic")
 
 
 def render_prompt(tokenizer: "PreTrainedTokenizerBase", prompt: Prompt) -> str:
@@ -78,9 +80,18 @@ def render_prompt(tokenizer: "PreTrainedTokenizerBase", prompt: Prompt) -> str:
     return _FALLBACK_SEPARATOR.join(m["content"] for m in messages) + _FALLBACK_SEPARATOR
 
 
+def encode_prompts(tokenizer: "PreTrainedTokenizerBase", prompts: Sequence[Prompt]) -> list[list[int]]:
+    """Token ids of each rendered prompt (the template carries BOS itself, so no special tokens added),
+    tokenized in one batch call (RL encodes every training prompt up front)."""
+    if not prompts:
+        return []
+    texts = [render_prompt(tokenizer, p) for p in prompts]
+    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
 def encode_prompt(tokenizer: "PreTrainedTokenizerBase", prompt: Prompt) -> list[int]:
-    """Token ids of the rendered prompt (the template carries BOS itself, so no special tokens added)."""
-    return list(tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"])
+    """Token ids of one rendered prompt (:func:`encode_prompts`)."""
+    return encode_prompts(tokenizer, [prompt])[0]
 
 
 def eos_token_ids(tokenizer: "PreTrainedTokenizerBase", model: Any = None) -> list[int]:
@@ -98,6 +109,30 @@ def eos_token_ids(tokenizer: "PreTrainedTokenizerBase", model: Any = None) -> li
     if not ids:
         raise ValueError("no EOS token id in the tokenizer or the model's generation config")
     return ids
+
+
+_NUCLEUS_FIRST_K = 64
+
+
+def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The top-p set per row (bool, ``probs``' shape): in descending order of probability, ties by
+    token index (a stable sort), each token whose predecessors' mass is below ``top_p``, and always
+    the first. Exactly the set the full stable sort gives, read from the top ``64`` tokens (the whole
+    vocabulary only for a row whose set is larger): the same values in the same order give the same
+    prefix sums, and ties at the cut are kept lowest index first (``tests/test_generation_hf.py``)."""
+    vocab = probs.shape[-1]
+    k = min(_NUCLEUS_FIRST_K, vocab)
+    while True:
+        top = torch.topk(probs, k, dim=-1, largest=True, sorted=True).values
+        keep_sorted = (top.cumsum(dim=-1) - top) < top_p
+        keep_sorted[:, 0] = True
+        if k == vocab or not bool(keep_sorted[:, -1].any()):
+            break
+        k = vocab
+    size = keep_sorted.sum(dim=-1, keepdim=True)  # a prefix of the sorted order
+    last = top.gather(-1, size - 1)  # the smallest kept probability
+    above, tie = probs > last, probs == last
+    return above | (tie & (tie.cumsum(dim=-1) <= size - above.sum(dim=-1, keepdim=True)))
 
 
 class PerRowSampler(LogitsProcessor):
@@ -136,12 +171,7 @@ class PerRowSampler(LogitsProcessor):
             return scores.argmax(dim=-1)
         logp = torch.log_softmax(scores.to(torch.float64) / self.temperature, dim=-1)
         if self.top_p < 1.0:
-            probs = logp.exp()
-            sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-            keep_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) < self.top_p
-            keep_sorted[:, 0] = True
-            keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
-            logp = logp.masked_fill(~keep, float("-inf"))
+            logp = logp.masked_fill(~nucleus(logp.exp(), self.top_p), float("-inf"))
         vocab = scores.shape[-1]
         # Gumbel(0, 1) = -log(-log U), in float32 (float64 log is slow on CPU), computed row by row
         # so a row's noise never depends on its position in the batch; the clamp keeps U > 0.
@@ -175,14 +205,21 @@ class HFGenerator:
         device: str | None = None,
         synced_gpus: bool = False,
         return_logprobs: bool = False,
+        kv_cache: str = "growing",
     ) -> None:
         """``synced_gpus``: every rank of a process group keeps stepping until all ranks' sequences
         are done (transformers' ``generate(synced_gpus=True)``), for a model whose forward is a
         collective (DeepSpeed ZeRO-3 gathers its partitioned weights in every forward); each rank
         must then generate for the same number of (prompt, sample) pairs. ``return_logprobs``: fill
-        each completion's ``logprobs`` (see the module doc)."""
+        each completion's ``logprobs`` (see the module doc). ``kv_cache``: ``growing``
+        (:mod:`longcot.generation.kv_cache`, same samples without a copy per token; transformers'
+        own cache for a model with other than full-attention layers) or ``dynamic`` (transformers'
+        ``DynamicCache``, the benchmark's baseline)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if kv_cache not in KV_CACHES:
+            raise ValueError(f"kv_cache={kv_cache!r}; valid: {', '.join(KV_CACHES)}")
+        self.kv_cache = kv_cache
         self.synced_gpus = bool(synced_gpus)
         self.return_logprobs = bool(return_logprobs)
         self.model = model
@@ -280,7 +317,7 @@ class HFGenerator:
 
         seeds = resolve_seeds(len(prompts), params, seeds, first_sample)
 
-        encoded = [self.encode(p) for p in prompts]
+        encoded = encode_prompts(self.tokenizer, prompts)
         results: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
         # One job per (prompt, sample): (prompt index, k, sample index, seed, budget).
         jobs = []
@@ -329,9 +366,11 @@ class HFGenerator:
         budgets = [b for *_x, b in batch]
         sampler = PerRowSampler([seed for *_x, seed, _b in batch], params.temperature, params.top_p,
                                 record_logprobs=self.return_logprobs)
+        cache = growing_cache_for(self.model) if self.kv_cache == "growing" else None
         out = self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=attention.to(self.device),
+            past_key_values=cache,
             generation_config=self._clean_generation_config(max(budgets)),
             logits_processor=LogitsProcessorList([sampler]),
             synced_gpus=self.synced_gpus,

@@ -221,7 +221,7 @@ def train(
     from longcot.analysis.reflection import keyword_frequency
     from longcot.data.prompts import chat_prompt
     from longcot.generation.base import SamplingParams, prompt_seed
-    from longcot.generation.hf import HFGenerator, encode_prompt
+    from longcot.generation.hf import HFGenerator, encode_prompts
     from longcot.models.loading import load_config, load_model_and_tokenizer, resolve_model_path
     from longcot.rewards.channels import reward_channels, single_gamma
     from longcot.rl.advantages import gae_advantages, group_advantages, per_channel_gae, reinforce_returns, whiten
@@ -271,7 +271,7 @@ def train(
 
     # Prompts longer than max_prompt_tokens are dropped up front (the official loader truncates them).
     prompts_all = [chat_prompt(p, system_prompt) for p in problems]
-    ids_all = [encode_prompt(tokenizer, m) for m in prompts_all]
+    ids_all = encode_prompts(tokenizer, prompts_all)
     keep = [i for i, ids in enumerate(ids_all) if len(ids) <= algorithm.max_prompt_tokens]
     if len(keep) < len(problems):
         log.warning("dropped %d of %d prompts longer than algorithm.max_prompt_tokens=%d",
