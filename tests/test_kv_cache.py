@@ -3,12 +3,10 @@ log-probs as transformers' DynamicCache, bit for bit, and falls back where it do
 
 from __future__ import annotations
 
-import types
-
 import pytest
 import torch
 from omegaconf import OmegaConf
-from transformers import MistralConfig
+from transformers import MistralConfig, MistralForCausalLM
 from transformers.cache_utils import DynamicLayer
 
 from longcot.data.toy import toy_problems
@@ -35,8 +33,8 @@ def _completions(gen, prompts, params):
 
 @pytest.mark.parametrize("top_p", [1.0, 0.9])
 def test_same_samples_and_logprobs_as_dynamic_cache(model_tok, top_p):
-    """A left-padded batch of prompts of different lengths, sampled past the first buffer doubling (64
-    positions), some rows stopping at EOS: every token and every log-prob float is DynamicCache's."""
+    """A left-padded batch of prompts of different lengths, 90 tokens sampled into a buffer sized for
+    them, some rows stopping at EOS: every token and every log-prob float is DynamicCache's."""
     model, tok = model_tok
     prompts = [[{"role": "user", "content": p.problem + " Show your work." * i}]
                for i, p in enumerate(toy_problems(5, seed=11))]
@@ -45,7 +43,7 @@ def test_same_samples_and_logprobs_as_dynamic_cache(model_tok, top_p):
             for kv in ("dynamic", "growing")}
     assert runs["growing"] == runs["dynamic"]
     lengths = [len(t) for t, _, _ in runs["growing"]]
-    assert max(lengths) == 90 and len(set(lengths)) > 1  # the buffer grew past 64 positions; rows differ
+    assert max(lengths) == 90 and len(set(lengths)) > 1  # rows stop at different steps
 
 
 def _states(batch, heads, n, seed):
@@ -53,11 +51,13 @@ def _states(batch, heads, n, seed):
     return torch.randn(batch, heads, n, 8, generator=g), torch.randn(batch, heads, n, 8, generator=g)
 
 
-def test_layer_matches_dynamic_layer_through_crop_and_batch_selection():
-    """Prefill, decode past two doublings, crop, keep two rows, decode again: the growing layer returns
-    DynamicLayer's keys and values at every step (the inherited methods replace the tensors; the next
-    update rebuilds the buffer from them)."""
-    ours, ref = GrowingLayer(), DynamicLayer()
+@pytest.mark.parametrize("capacity", [0, 50, 400])
+def test_layer_matches_dynamic_layer_through_crop_and_batch_selection(capacity):
+    """Prefill, decode 100 steps, crop, keep two rows, decode again: the growing layer returns
+    DynamicLayer's keys and values at every step (crop leaves a shorter view of the buffer; batch
+    selection replaces the tensors and the next update rebuilds the buffer from them). Capacity 0: the buffer starts at 64 positions and doubles; 50:
+    preallocated, outgrown; 400: never outgrown."""
+    ours, ref = GrowingLayer(capacity), DynamicLayer()
 
     def both(update, *args):
         a, b = getattr(ours, update)(*args), getattr(ref, update)(*args)
@@ -77,12 +77,20 @@ def test_layer_matches_dynamic_layer_through_crop_and_batch_selection():
     assert ours.get_seq_length() == 40 + 100 - 25 + 1 + 5
 
 
-def test_cache_only_for_full_attention_models(model_tok):
+def test_cache_only_on_cpu_for_full_attention_models(model_tok):
     model, _ = model_tok
-    assert isinstance(growing_cache_for(model), GrowingCache)
-    assert len(growing_cache_for(model).layers) == model.config.num_hidden_layers
-    sliding = types.SimpleNamespace(config=MistralConfig(num_hidden_layers=2, sliding_window=16))
+    cache = growing_cache_for(model, 300)
+    assert isinstance(cache, GrowingCache) and len(cache.layers) == model.config.num_hidden_layers
+    assert all(layer.capacity == 300 for layer in cache.layers)
+    sliding = MistralForCausalLM(MistralConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64,
+                                               num_attention_heads=2, num_key_value_heads=2, vocab_size=64,
+                                               sliding_window=16))
     assert growing_cache_for(sliding) is None
+    with torch.device("meta"):  # any device but the CPU keeps transformers' cache
+        off_cpu = MistralForCausalLM(MistralConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64,
+                                                   num_attention_heads=2, num_key_value_heads=2, vocab_size=64,
+                                                   sliding_window=None))
+    assert growing_cache_for(off_cpu) is None
 
 
 def test_unknown_kv_cache_is_one_clear_error(model_tok):

@@ -117,11 +117,13 @@ _NUCLEUS_FIRST_K = 64
 def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """The top-p set per row (bool, ``probs``' shape): in descending order of probability, ties by
     token index (a stable sort), each token whose predecessors' mass is below ``top_p``, and always
-    the first. Exactly the set the full stable sort gives, read from the top ``64`` tokens (the whole
-    vocabulary only for a row whose set is larger): the same values in the same order give the same
-    prefix sums, and ties at the cut are kept lowest index first (``tests/test_generation_hf.py``)."""
+    the first. On CPU it is read from the top 64 tokens (from the whole vocabulary, for every row,
+    when a row's set reaches 64): the same values in the same order give the same prefix sums (a CPU
+    scan adds left to right), and ties at the cut are kept lowest index first, so the set is exactly
+    the full stable sort's (``tests/test_generation_hf.py``). Elsewhere the scan runs over the whole
+    vocabulary, as a full sort's does (a CUDA scan's rounding depends on its length)."""
     vocab = probs.shape[-1]
-    k = min(_NUCLEUS_FIRST_K, vocab)
+    k = min(_NUCLEUS_FIRST_K, vocab) if probs.device.type == "cpu" else vocab
     while True:
         top = torch.topk(probs, k, dim=-1, largest=True, sorted=True).values
         keep_sorted = (top.cumsum(dim=-1) - top) < top_p
@@ -212,9 +214,9 @@ class HFGenerator:
         collective (DeepSpeed ZeRO-3 gathers its partitioned weights in every forward); each rank
         must then generate for the same number of (prompt, sample) pairs. ``return_logprobs``: fill
         each completion's ``logprobs`` (see the module doc). ``kv_cache``: ``growing``
-        (:mod:`longcot.generation.kv_cache`, same samples without a copy per token; transformers'
-        own cache for a model with other than full-attention layers) or ``dynamic`` (transformers'
-        ``DynamicCache``, the benchmark's baseline)."""
+        (:mod:`longcot.generation.kv_cache`: on CPU, the same samples without a copy per token;
+        elsewhere, or for a model with other than full-attention layers, transformers' own cache) or
+        ``dynamic`` (transformers' ``DynamicCache``, the benchmark's baseline)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if kv_cache not in KV_CACHES:
@@ -366,7 +368,7 @@ class HFGenerator:
         budgets = [b for *_x, b in batch]
         sampler = PerRowSampler([seed for *_x, seed, _b in batch], params.temperature, params.top_p,
                                 record_logprobs=self.return_logprobs)
-        cache = growing_cache_for(self.model) if self.kv_cache == "growing" else None
+        cache = growing_cache_for(self.model, width + max(budgets)) if self.kv_cache == "growing" else None
         out = self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=attention.to(self.device),
