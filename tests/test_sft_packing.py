@@ -171,8 +171,10 @@ def test_varlen_rejects_boundaries_that_do_not_span_the_row():
 
 
 def test_varlen_without_boundaries_is_plain_sdpa_in_generation():
-    """Generation (no cu_seq_lens; a one-row prefill, then decoding with a cache) takes sdpa's path and
-    masks: the same tokens and scores as attn_implementation='sdpa', single prompt and padded batch."""
+    """Generation (no cu_seq_lens; prefill and decoding with the 2-D mask HFGenerator passes, so masks
+    are built at once) takes sdpa's path: the same tokens and scores as attn_implementation='sdpa',
+    single prompt and padded batch. The deferred mask's own fallback (a one-row forward without a mask)
+    is what the each-sample-alone forwards of the tests above run."""
     from longcot.generation.base import SamplingParams
     from longcot.generation.hf import HFGenerator
 

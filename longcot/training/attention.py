@@ -45,8 +45,8 @@ class DeferredMask:
 
 
 def varlen_mask(batch_size: int, q_length: int, kv_length: int, attention_mask=None, **kwargs):
-    """``sdpa_mask``, deferred for a one-row input without a padding mask (a packed SFT row or a single
-    prompt's prefill); built at once otherwise (padded batches, decoding with a cache)."""
+    """``sdpa_mask``, deferred for a one-row input called without a mask (a packed SFT row, or a plain
+    forward of one sequence); built at once otherwise (a 2-D mask given, as generation gives; decoding)."""
     kwargs.update(batch_size=batch_size, q_length=q_length, kv_length=kv_length, attention_mask=attention_mask)
     if batch_size == 1 and attention_mask is None and q_length == kv_length and q_length > 1:
         return DeferredMask(**kwargs)
