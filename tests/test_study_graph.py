@@ -284,6 +284,29 @@ def test_context_window_second_design_changes_only_the_window(tmp_path: Path) ->
     assert same[80] == same[96] == same[128]
 
 
+def test_context_window_third_design_shares_the_start_and_changes_only_the_window(tmp_path: Path) -> None:
+    """twin_sec4_context_window_ratio claims: the sixth design's start (the very distill and SFT runs of
+    twin_sec4_context_window_4ep), the paper's Fig. 6 reward (cosine + dense repetition channel, gamma_c 1,
+    gamma_p 0.99) with the twin's 10-gram, an eval window of 320 for every point, and two GRPO arms that
+    differ only in ``algorithm.max_new_tokens``: 128 and 128 x 14,336 / 6,144 rounded to a multiple of 8."""
+    mine = _identities("twin_sec4_context_window_ratio", tmp_path)
+    theirs = _identities("twin_sec4_context_window_4ep", tmp_path)
+    for stage in ("distill", "sft"):
+        assert mine[("sft@s5", stage)] == theirs[("sft@s5", stage)], stage
+    assert mine[("sft@s5", "eval")] != theirs[("sft@s5", "eval")]
+    for cell in ("sft", "window-128", "window-296"):
+        assert mine[(f"{cell}@s5", "eval")]["sampling"]["max_new_tokens"] == 320, cell
+    assert 296 == 8 * round(128 * 14336 / 6144 / 8)
+    rl = {w: mine[(f"window-{w}@s5", "rl")] for w in (128, 296)}
+    for w, arm in rl.items():
+        assert arm["algorithm"]["name"] == "grpo" and arm["algorithm"]["max_new_tokens"] == w
+        rew = arm["reward"]
+        assert (rew["gamma"], rew["repetition"]["gamma"], rew["repetition"]["ngram_size"]) == (1.0, 0.99, 10)
+        assert rew["repetition"]["variant"] == "dense"
+    same = {w: {**a, "algorithm": {**a["algorithm"], "max_new_tokens": 0}} for w, a in rl.items()}
+    assert same[128] == same[296]
+
+
 def test_table5_third_design_changes_only_the_gammas(tmp_path: Path) -> None:
     """twin_table5_discount_horizon claims: twin_table5_discount_4ep's start (its distill and SFT runs)
     and PPO arms that differ from its gamma-1 arm only in the two channels' gammas, set to the paper's
