@@ -103,6 +103,44 @@ def test_study_figures_label_every_artist_and_name_model_and_data(finished_study
     assert sorted(p.name for p in written) == ["fig_reward_variants.png", "fig_rl_dynamics.png", "fig_sft_scaling.png"]
 
 
+def test_rl_dynamics_draws_figure_10s_panels_and_never_a_metric_a_run_did_not_log(finished_study: Any) -> None:
+    """Fig. 10's panels ("alternatively" per response, the repetition rate at rl.repetition_metric_ngram,
+    named in the label) are drawn from each run's metrics; a run that did not log one (an older run) is
+    left out of that panel and named above it, never drawn as 0."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from longcot.study import figures
+
+    graph = finished_study
+    [node] = [n for n in graph.nodes.values() if n.stage == "rl"]
+    path = node.plan.run_dir / "metrics.jsonl"
+    recs = runs.read_jsonl(path)
+    assert all("repetition/rate_40gram" in r and "reflection/alternatively" in r for r in recs)
+    fig = figures.rl_dynamics_figure(graph)
+    assert len(fig.axes) == 6
+    alt, rep = fig.axes[4], fig.axes[5]
+    assert alt.get_ylabel() == '"alternatively" per response'
+    assert rep.get_ylabel() == "repetition rate (share of rollouts\nrepeating an N-gram; N = 40)"
+    drawn = [line for line in rep.get_lines() if line.get_linewidth() == 2]
+    assert len(drawn) == 1 and list(drawn[0].get_ydata()) == pytest.approx(
+        figures.rolling([r["repetition/rate_40gram"] for r in recs], max(1, len(recs) // 10)))
+    plt.close(fig)
+    original = path.read_bytes()
+    try:  # the same run as an older one that did not log the repetition rate
+        path.write_text("".join(json.dumps({k: v for k, v in r.items() if not k.startswith("repetition/")}) + "\n"
+                                for r in recs))
+        fig = figures.rl_dynamics_figure(graph)
+        rep = fig.axes[5]
+        assert rep.get_lines() == [] and rep.get_title().startswith("not logged by these (older) runs: grpo/")
+        assert fig.axes[4].get_lines() and fig.axes[4].get_title() == ""  # the other panels as before
+        check_figure(fig, "tstudy", "model tiny", "data toy")
+        plt.close(fig)
+    finally:
+        path.write_bytes(original)
+
+
 def test_eval_and_rl_run_figures_label_every_artist_and_name_checkpoint_and_data(finished_study: Any) -> None:
     import matplotlib.pyplot as plt
 

@@ -7,9 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longcot.rewards import repetition
+from longcot.analysis.repetition import repetition_stats
 from longcot.rewards.repetition import (
     dense_repetition_penalty,
     dense_repetition_penalty_reference,
+    repeated_token_mask,
     sequence_repetition_penalty,
 )
 
@@ -179,6 +181,28 @@ def test_exact_path_and_spans_match_reference():
 
 
 # --- open-r1 sequence-level penalty -------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=60), st.integers(1, 6))
+def test_repeated_token_mask_is_where_the_reference_penalises(tokens, n):
+    """The mask the dense penalty and the logged repetition rate share marks exactly the tokens the
+    literal Algorithm 1 loop penalises."""
+    mask = repeated_token_mask(tokens, n)
+    assert mask.dtype == bool and mask.shape == (len(tokens),)
+    np.testing.assert_array_equal(mask, dense_repetition_penalty_reference(tokens, ngram_size=n, penalty=-1.0) != 0)
+
+
+def test_repetition_stats_hand_computed():
+    """Rate: responses with a repeated N-gram; token share: mean of each response's repeated share."""
+    responses = [[1, 2, 3, 1, 2, 3, 4], [1, 2, 3, 4], [], [4] * 10]  # repeats 3/7, none, empty, 9/10 at N=2
+    out = repetition_stats(responses, 2)
+    assert out["rate"] == 2 / 4
+    assert out["token_share"] == pytest.approx((3 / 7 + 0 + 0 + 9 / 10) / 4)
+    assert repetition_stats(responses, 8) == {"rate": 1 / 4, "token_share": pytest.approx(9 / 10 / 4)}  # only [4] * 10 has 8
+    assert repetition_stats([], 2) == {"rate": 0.0, "token_share": 0.0}
+    with pytest.raises(ValueError, match="ngram_size must be a positive integer"):
+        repetition_stats([[1, 2]], 0)
 
 
 def test_sequence_penalty_hand_computed():

@@ -140,6 +140,28 @@ def test_every_algorithm_runs_on_the_one_loop(name, tmp_path, one_torch_thread):
     assert again.records == recs and again.resumed_from is None
 
 
+def test_repetition_rate_is_logged_with_its_n_and_agrees_with_the_penalty_channel(tmp_path, one_torch_thread):
+    """§4.5, Fig. 10: ``repetition/rate_<N>gram`` and ``repetition/token_share_<N>gram`` are measured with
+    ``rl.repetition_metric_ngram``. At the penalty's own N they agree with the dense penalty channel, an
+    independent path: every random-init rollout runs to the 48-token limit, so the mean penalty per
+    response is P x 48 x the mean share of repeated tokens. The default N (40) finds nothing in 8 tokens."""
+    unigram = {**REWARD_2CH, "repetition": {**REWARD_2CH["repetition"], "ngram_size": 1}}
+    res = train(tmp_path / "n1", model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(4, 0),
+                algorithm=_algo("grpo", max_new_tokens=48), reward=unigram,
+                rl=RLConfig(max_steps=1, save_every=1, repetition_metric_ngram=1), progress=False)
+    rec = res.records[0]
+    assert rec["truncation_ratio"] == 1.0 and rec["response_length_mean"] == 48
+    share, rate = rec["repetition/token_share_1gram"], rec["repetition/rate_1gram"]
+    assert rec["reward/repetition"] == pytest.approx(-0.05 * 48 * share)
+    assert 0.0 < share <= rate <= 1.0  # a random-init model repeats a token; a share is at most the rate
+    assert "repetition/rate_40gram" not in rec
+    default = train(tmp_path / "n40", model=ModelConfig(name="tiny", path="tiny"), problems=toy_problems(4, 0),
+                    algorithm=_algo("grpo"), reward=REWARD_2CH, rl=RLConfig(max_steps=1, save_every=1), progress=False)
+    assert default.records[0]["repetition/rate_40gram"] == default.records[0]["repetition/token_share_40gram"] == 0.0
+    with pytest.raises(ValueError, match="rl.repetition_metric_ngram must be >= 1"):
+        RLConfig(repetition_metric_ngram=0).validate()
+
+
 # ------------------------------------------------------------------ SIGKILL + relaunch
 RUNNER = """
 import sys, torch

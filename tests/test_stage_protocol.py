@@ -118,6 +118,8 @@ def test_rl_identity_follows_the_sft_run_it_starts_from(tmp_path: Path) -> None:
     assert rl_stage.plan(_cfg(tmp_path, *base, "sft.learning_rate=1e-4")).run_id != p.run_id  # another SFT
     assert rl_stage.plan(_cfg(tmp_path, *base, "reward=cosine")).run_id != p.run_id
     assert rl_stage.plan(_cfg(tmp_path, *base, "rl.save_every=5")).run_id == p.run_id  # bookkeeping
+    # a logged metric's N (the metric's name holds it): the same trained run
+    assert rl_stage.plan(_cfg(tmp_path, *base, "rl.repetition_metric_ngram=10")).run_id == p.run_id
     assert rl_stage.plan(_cfg(tmp_path, *base, "rl.from_sft=false")).identity["model"]["name"] == "tiny"
     with pytest.raises(ValueError, match=r"algorithm.lam=0.9: reward 'cosine_reppen' has channels with different "
                                          r"gammas \[1.0, 0.99\]; PPO with one value head and several gammas needs algorithm.lam=1"):

@@ -145,33 +145,44 @@ def _repeated_starts_exact(x: np.ndarray, n: int) -> np.ndarray:
     return np.flatnonzero(first != np.arange(windows.shape[0]))
 
 
-def dense_repetition_penalty(token_ids: Any, ngram_size: int = 40, penalty: float = -0.05) -> np.ndarray:
-    """Per-token repetition penalty of one response (Algorithm 1), as a float64 array of ``len(token_ids)``.
+def repeated_token_mask(token_ids: Any, ngram_size: int = 40) -> np.ndarray:
+    """Which tokens of one response Algorithm 1 marks, as a bool array of ``len(token_ids)``.
 
     ``token_ids``: the response's token ids (list, tuple, numpy array or torch tensor of ints).
-    Token ``t`` gets ``penalty`` if it lies in some N-gram ``[j, j + N - 1]`` whose tokens already
-    occurred as an N-gram starting before ``j``, else 0. Responses shorter than N get all zeros.
+    Token ``t`` is marked if it lies in some N-gram ``[j, j + N - 1]`` whose tokens already occurred
+    as an N-gram starting before ``j``. Responses shorter than N have no marked token.
 
-    >>> dense_repetition_penalty([1, 2, 3, 1, 2, 3, 4], ngram_size=2, penalty=-1.0).tolist()
-    [0.0, 0.0, 0.0, -1.0, -1.0, -1.0, 0.0]
+    >>> repeated_token_mask([1, 2, 3, 1, 2, 3, 4], ngram_size=2).tolist()
+    [False, False, False, True, True, True, False]
     """
-    _check_args(ngram_size, penalty)
+    _check_args(ngram_size, 0.0)
     x = _as_token_array(token_ids)
     n = int(ngram_size)
     length = x.size
     if length < n:
-        return np.zeros(length, dtype=np.float64)
+        return np.zeros(length, dtype=bool)
     spans = _repeated_spans_hashed(x, n)
     if spans is None:
         starts = _repeated_starts_exact(x, n)
         spans = (starts, starts + n)
     lo, hi = spans
     if lo.size == 0:
-        return np.zeros(length, dtype=np.float64)
+        return np.zeros(length, dtype=bool)
     cover = np.zeros(length + 1, dtype=np.int32)
     cover[lo] += 1  # lo values are distinct, and so are hi values: fancy-index += is exact
     cover[hi] -= 1
-    return np.where(np.cumsum(cover[:length]) > 0, float(penalty), 0.0)
+    return np.cumsum(cover[:length]) > 0
+
+
+def dense_repetition_penalty(token_ids: Any, ngram_size: int = 40, penalty: float = -0.05) -> np.ndarray:
+    """Per-token repetition penalty of one response (Algorithm 1), as a float64 array of ``len(token_ids)``:
+    ``penalty`` on the tokens :func:`repeated_token_mask` marks, else 0.
+
+    >>> dense_repetition_penalty([1, 2, 3, 1, 2, 3, 4], ngram_size=2, penalty=-1.0).tolist()
+    [0.0, 0.0, 0.0, -1.0, -1.0, -1.0, 0.0]
+    """
+    _check_args(ngram_size, penalty)
+    return np.where(repeated_token_mask(token_ids, ngram_size), float(penalty), 0.0)
 
 
 def dense_repetition_penalty_reference(token_ids: Any, ngram_size: int = 40, penalty: float = -0.05) -> np.ndarray:

@@ -220,6 +220,10 @@ class RLConfig:
     prompts: DistillPrompts = field(default_factory=DistillPrompts)
     seed: int = 0
     device: str = "auto"  # auto: cuda:<local rank> when CUDA is available, else cpu | cpu | cuda
+    # N of the logged repetition rate (metrics repetition/rate_<N>gram, repetition/token_share_<N>gram;
+    # §4.5, Fig. 10), measured alike with or without a repetition reward: 40, the paper's penalty N
+    # (App. C.2). Not in the run's identity (it changes no trained value); the N is in the metric's name.
+    repetition_metric_ngram: int = 40
 
     # --- training engine of the actor and the critic (one process per GPU: torchrun or srun)
     backend: str = "auto"  # auto (deepspeed on >1 GPU when installed, else torch DDP) | torch | deepspeed
@@ -246,7 +250,8 @@ class RLConfig:
                              "rl.backend=torch has no optimizer offload")
         if self.logits_chunk_tokens is not None and self.logits_chunk_tokens < 1:
             raise ValueError(f"rl.logits_chunk_tokens must be >= 1 or null, got {self.logits_chunk_tokens}")
-        for key in ("save_every", "keep_checkpoints", "generate_batch_size", "forward_batch_size"):
+        for key in ("save_every", "keep_checkpoints", "generate_batch_size", "forward_batch_size",
+                    "repetition_metric_ngram"):
             if getattr(self, key) < 1:
                 raise ValueError(f"rl.{key} must be >= 1, got {getattr(self, key)}")
         if self.max_steps is not None and self.max_steps < 1:

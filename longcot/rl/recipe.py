@@ -219,6 +219,7 @@ def train(
     """
     from longcot.analysis.length import length_gap
     from longcot.analysis.reflection import keyword_frequency
+    from longcot.analysis.repetition import repetition_stats
     from longcot.data.prompts import chat_prompt
     from longcot.generation.base import SamplingParams, prompt_seed
     from longcot.generation.hf import HFGenerator, encode_prompts
@@ -530,6 +531,8 @@ def train(
             "correct": [bool(x) for x in correct],
             "channels": {c.name: [float(r.sum()) for r in chan[c.name]] for c in channels},
             "reflection": {kw: v["per_response"] * len(texts) for kw, v in keyword_frequency(texts).items()},
+            "repetition": {k: v * len(comps) for k, v in
+                           repetition_stats([c.token_ids for c in comps], rl.repetition_metric_ngram).items()},
         })
         lengths = [x for r in per_response for x in r["length"]]
         n_all = len(lengths)
@@ -576,6 +579,8 @@ def train(
             record["return_mean"] = _global_mean(returns.sum(-1) if returns.dim() == 3 else returns, mask)
         for kw in per_response[0]["reflection"]:
             record[f"reflection/{kw}"] = sum(r["reflection"][kw] for r in per_response) / n_all
+        for k in per_response[0]["repetition"]:  # §4.5, Fig. 10; N in the key: a reused run keeps its own N
+            record[f"repetition/{k}_{rl.repetition_metric_ngram}gram"] = sum(r["repetition"][k] for r in per_response) / n_all
         record["lr_actor"] = actor.lr
         record["time_generate_s"] = time_generate
         record["time_reward_s"] = time_reward

@@ -42,7 +42,7 @@ SUMMARY = "summary.json"
 # not change the math but do change floating-point results (bf16 vs fp32, kernels, reduction
 # order), so they stay in the identity; ``device`` is resolved to its type (stages.base.identity_device).
 NOT_IDENTITY = ("from_sft", "eval_benchmarks", "save_every", "keep_checkpoints", "generate_batch_size",
-                "prompts")  # rl.prompts: in the identity's data (the distill run it reads), when set
+                "prompts", "repetition_metric_ngram")  # rl.prompts: in the identity's data (the distill run it reads), when set
 
 
 def _typed(node: DictConfig, schema: type) -> Any:

@@ -196,11 +196,13 @@ def sft_scaling_figure(graph: Graph, result: list["Row"]) -> Optional[Any]:
     return fig
 
 
-RL_PANELS = (  # (metrics.jsonl key or None for the keyword sum, y label); §4's Figs. 2, 4, 10
+RL_PANELS = (  # (metrics.jsonl key or None for the keyword sum, y label); §4's Figs. 2, 4 and 10
     ("accuracy", "training accuracy (rollouts)"),
     ("response_length_mean", "mean response tokens"),
     ("truncation_ratio", "exceed rate (truncated share)"),
     (None, "reflection keywords per response"),
+    ("reflection/alternatively", '"alternatively" per response'),
+    ("repetition/rate_{ngram}gram", "repetition rate (share of rollouts\nrepeating an N-gram; N = {ngram})"),
 )
 
 
@@ -215,29 +217,41 @@ def rolling(values: list[float], window: int) -> list[float]:
 
 
 def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
-    """Training accuracy, response length, exceed rate and reflection keywords over RL steps (train
-    rollouts), one colour per RL point: each step faint, a trailing mean over a tenth of the steps bold;
-    with study seeds the mean over the seeds' runs and a band from their minimum to their maximum."""
+    """Training accuracy, response length, exceed rate, reflection keywords, "alternatively" and the
+    repetition rate over RL steps (train rollouts), one colour per RL point: each step faint, a trailing
+    mean over a tenth of the steps bold; with study seeds the mean over the seeds' runs and a band from
+    their minimum to their maximum. A metric some run did not log is not drawn for its point (not as 0):
+    the panel names the points it leaves out."""
     nodes = [n for n in graph.ordered() if n.stage == "rl" and n.plan.done and (n.plan.run_dir / "metrics.jsonl").is_file()]
     if not nodes:
         return None
     group_of = {p.name: p.group or p.name for p in graph.study.points}
     arms: dict[str, list[list[dict[str, Any]]]] = {}
+    arm_ngram: dict[str, int] = {}  # the study's rl.repetition_metric_ngram per point (the metric's name holds it)
     for n in nodes:
         groups = ", ".join(dict.fromkeys(group_of.get(p, p) for p in n.points))
-        arms.setdefault(f"{n.plan.cfg.algorithm.name}/{n.plan.cfg.reward.name} ({groups})", []).append(
-            runs.read_jsonl(n.plan.run_dir / "metrics.jsonl"))
+        label = f"{n.plan.cfg.algorithm.name}/{n.plan.cfg.reward.name} ({groups})"
+        arms.setdefault(label, []).append(runs.read_jsonl(n.plan.run_dir / "metrics.jsonl"))
+        arm_ngram[label] = n.plan.cfg.rl.repetition_metric_ngram
+    ngram = "/".join(map(str, sorted(set(arm_ngram.values()))))
     plt = _plt()
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    fig, axes = plt.subplots(3, 2, figsize=(12, 10.5))
     reflection = lambda r: sum(v for k, v in r.items() if k.startswith("reflection/"))  # noqa: E731
+    not_logged: dict[int, list[str]] = {}
     for label, runs_of_arm in arms.items():
         seeds = [{r["step"]: r for r in recs} for recs in runs_of_arm]  # each seed's records by step
         steps = sorted(set.intersection(*[set(by_step) for by_step in seeds]))
         window = max(1, len(steps) // 10)
         seeds_note = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""
         color = None
-        for ax, (key, ylabel) in zip(axes.flat, RL_PANELS):
-            value = reflection if key is None else (lambda r, k=key: r.get(k) or 0.0)
+        for i, (ax, (key, ylabel)) in enumerate(zip(axes.flat, RL_PANELS)):
+            ax.set_xlabel("RL step")
+            ax.set_ylabel(ylabel.format(ngram=ngram))
+            key = key and key.format(ngram=arm_ngram[label])
+            if key is not None and not all(key in by_step[s] for by_step in seeds for s in steps):
+                not_logged.setdefault(i, []).append(label)  # an older run: this metric was not logged
+                continue
+            value = reflection if key is None else (lambda r, k=key: r[k] or 0.0)
             per_seed = [[float(value(by_step[s])) for s in steps] for by_step in seeds]
             smooth_seeds = [rolling(v, window) for v in per_seed]
             (raw,) = ax.plot(steps, [sum(v) / len(v) for v in zip(*per_seed)], color=color, alpha=0.3, linewidth=0.8,
@@ -248,12 +262,12 @@ def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
             if len(seeds) > 1:
                 ax.fill_between(steps, [min(v) for v in zip(*smooth_seeds)], [max(v) for v in zip(*smooth_seeds)],
                                 color=color, alpha=0.15, label=f"{label}: min-max of the seeds' trailing means")
-            ax.set_xlabel("RL step")
-            ax.set_ylabel(ylabel)
+    for i, missing in not_logged.items():  # above the panel, so it hides no data
+        axes.flat[i].set_title("not logged by these (older) runs: " + "; ".join(missing), fontsize=7)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{graph.study.name}: RL dynamics (train rollouts)\n{subject(graph)}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.03 + 0.028 * ((len(labels) + 1) // 2), 1, 1))
+    fig.tight_layout(rect=(0, 0.02 + 0.02 * ((len(labels) + 1) // 2), 1, 1))
     return fig
 
 
