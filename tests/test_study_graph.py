@@ -307,6 +307,21 @@ def test_context_window_third_design_shares_the_start_and_changes_only_the_windo
     assert same[128] == same[296]
 
 
+def test_fig10_replication_runs_the_fourth_designs_very_runs(tmp_path: Path) -> None:
+    """twin_sec4_repetition_2m claims: the very distill, SFT, RL and eval runs of twin_sec4_recheck_2m's
+    sft, cosine and cosine-reppen points (same identities; its logged repetition N is not identity),
+    with the repetition rate logged at the penalty's N."""
+    mine = _identities("twin_sec4_repetition_2m", tmp_path)
+    theirs = _identities("twin_sec4_recheck_2m", tmp_path)
+    assert {cell for cell, _ in mine} == {"sft@s5", "cosine@s5", "cosine-reppen@s5"}
+    for key, identity in mine.items():
+        assert identity == theirs[key], key
+    g = build_graph(load_study(["+experiment=twin_sec4_repetition_2m", "study.seeds=[5]", f"output_root={tmp_path}"]))
+    for cell in ("cosine@s5", "cosine-reppen@s5"):
+        assert g.nodes[g.cells[(cell, "rl")][-1]].plan.cfg.rl.repetition_metric_ngram == 10
+    assert mine[("cosine-reppen@s5", "rl")]["reward"]["repetition"]["ngram_size"] == 10
+
+
 def test_table5_third_design_changes_only_the_gammas(tmp_path: Path) -> None:
     """twin_table5_discount_horizon claims: twin_table5_discount_4ep's start (its distill and SFT runs)
     and PPO arms that differ from its gamma-1 arm only in the two channels' gammas, set to the paper's
