@@ -62,6 +62,22 @@ def test_verdicts_by_hand(a, b, expect, verdict) -> None:
     assert CompareResult(Compare("a", "b", expect, benchmark="twin"), a, b).verdict == verdict
 
 
+@pytest.mark.parametrize("metric, shown", [
+    ("repetition/rate_10gram", "difference 0.037 (95% CI [0.001, 0.073]; n=4); per seed s0: +0.016, s1: +0.062"),
+    ("reflection/recheck", "difference 0.037 (95% CI [0.001, 0.073]; n=4); per seed s0: +0.016, s1: +0.062"),
+    ("truncation_ratio", "difference 0.037 (95% CI [0.001, 0.073]; n=4); per seed s0: +0.016, s1: +0.062"),
+    ("response_length_mean", "difference 0.0 (95% CI [0.0, 0.1]; n=4); per seed s0: +0.0, s1: +0.1"),
+])
+def test_small_rl_metrics_are_shown_with_enough_decimals(metric, shown) -> None:
+    """A repetition rate or a keyword rate per response differs by hundredths between arms (here +0.037,
+    sd 0.0225, t 3.182 over 4 seeds: half-width 0.036): one decimal
+    would print "REPRODUCED -- difference 0.0". Lengths keep one decimal."""
+    a = {0: 0.116, 1: 0.162, 2: 0.120, 3: 0.150}
+    b = {0: 0.100, 1: 0.100, 2: 0.100, 3: 0.100}
+    line = CompareResult(Compare("a", "b", ">", rl_metric=metric, of="last"), a, b).line()
+    assert shown in line, line
+
+
 def test_seeds_repeat_every_point_with_the_seeds_overrides(tmp_path: Path) -> None:
     study = _load(tmp_path)
     assert [p.name for p in study.points] == ["long@s0", "long@s1", "long@s2", "short@s0", "short@s1", "short@s2"]

@@ -165,13 +165,20 @@ class CompareResult:
         d = self.diff
         if d is None:
             return f"{head}: not run"
-        digits = 3 if c.rl_metric in FRACTIONS else 1  # a share (0..1) needs more than one decimal
+        digits = 3 if fine_metric(c.rl_metric) else 1  # a share or a per-response rate needs more than one decimal
         seeds = ", ".join(f"s{s}: {self.a[s] - self.b[s]:+.{digits}f}" for s in self.a if s in self.b)
         return f"{head}: {self.verdict.upper()} -- difference {d.describe(digits)}; per seed {seeds}"
 
 
-# RL metrics that are shares of responses (0..1), shown with three decimals
+# RL metrics shown with three decimals: shares of responses (0..1), and per-response rates of keywords
+# (reflection/<keyword>) and repetition (repetition/rate_<N>gram, repetition/token_share_<N>gram)
 FRACTIONS = ("truncation_ratio", "accuracy", "clip_frac")
+FINE_PREFIXES = ("reflection/", "repetition/")
+
+
+def fine_metric(rl_metric: Optional[str]) -> bool:
+    """Whether an RL metric's values are small enough (0 to a few) that one decimal would hide them."""
+    return rl_metric is not None and (rl_metric in FRACTIONS or rl_metric.startswith(FINE_PREFIXES))
 
 
 def compare_all(graph: "Graph", rows: Sequence["Row"]) -> list[CompareResult]:
