@@ -118,22 +118,35 @@ def test_rl_dynamics_draws_figure_10s_panels_and_never_a_metric_a_run_did_not_lo
     path = node.plan.run_dir / "metrics.jsonl"
     recs = runs.read_jsonl(path)
     assert all("repetition/rate_40gram" in r and "reflection/alternatively" in r for r in recs)
-    fig = figures.rl_dynamics_figure(graph)
-    assert len(fig.axes) == 6
-    alt, rep = fig.axes[4], fig.axes[5]
-    assert alt.get_ylabel() == '"alternatively" per response'
-    assert rep.get_ylabel() == "repetition rate (share of rollouts\nrepeating an N-gram; N = 40)"
-    drawn = [line for line in rep.get_lines() if line.get_linewidth() == 2]
-    assert len(drawn) == 1 and list(drawn[0].get_ydata()) == pytest.approx(
-        figures.rolling([r["repetition/rate_40gram"] for r in recs], max(1, len(recs) // 10)))
-    plt.close(fig)
     original = path.read_bytes()
+    # 16-token toy rollouts repeat no 40-gram (both metrics 0): give the two metrics distinct values, so a
+    # panel that drew the token share, or a 0, would not match
+    rate = [0.5 + 0.1 * i for i in range(len(recs))]
+    try:
+        path.write_text("".join(json.dumps({**r, "repetition/rate_40gram": rate[i], "repetition/token_share_40gram": 0.01})
+                                + "\n" for i, r in enumerate(recs)))
+        fig = figures.rl_dynamics_figure(graph)
+        assert len(fig.axes) == 6
+        alt, rep = fig.axes[4], fig.axes[5]
+        assert alt.get_ylabel() == '"alternatively" per response'
+        assert rep.get_ylabel() == "repetition rate (share of rollouts\nrepeating an N-gram; N = 40)"
+        drawn = [line for line in rep.get_lines() if line.get_linewidth() == 2]
+        assert len(drawn) == 1 and list(drawn[0].get_ydata()) == pytest.approx(figures.rolling(rate, max(1, len(recs) // 10)))
+        plt.close(fig)
+        # the same run logged at another N (the N is not identity: a run reused by a study that asks N 40)
+        path.write_text("".join(json.dumps({**{k: v for k, v in r.items() if not k.startswith("repetition/")},
+                                            "repetition/rate_10gram": rate[i]}) + "\n" for i, r in enumerate(recs)))
+        fig = figures.rl_dynamics_figure(graph)
+        assert fig.axes[5].get_ylabel().endswith("N = 10)") and len(fig.axes[5].get_lines()) == 2
+        plt.close(fig)
+    finally:
+        path.write_bytes(original)
     try:  # the same run as an older one that did not log the repetition rate
         path.write_text("".join(json.dumps({k: v for k, v in r.items() if not k.startswith("repetition/")}) + "\n"
                                 for r in recs))
         fig = figures.rl_dynamics_figure(graph)
         rep = fig.axes[5]
-        assert rep.get_lines() == [] and rep.get_title().startswith("not logged by these (older) runs: grpo/")
+        assert rep.get_lines() == [] and rep.get_title().startswith("not logged by these runs: grpo/")
         assert fig.axes[4].get_lines() and fig.axes[4].get_title() == ""  # the other panels as before
         check_figure(fig, "tstudy", "model tiny", "data toy")
         plt.close(fig)

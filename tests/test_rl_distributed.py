@@ -42,7 +42,7 @@ for name in names.split(","):
     train(f"{out}/{name}", model=ModelConfig(name="m", path=model_path), problems=toy_problems(8, 0),
           algorithm=algos[name], reward=REWARD,
           rl=RLConfig(max_steps=2, save_every=1, backend=backend, zero_stage=int(zero), adam_offload=offload == "1",
-                      logits_chunk_tokens=int(chunk) or None),
+                      logits_chunk_tokens=int(chunk) or None, repetition_metric_ngram=1),
           progress=False)
 """
 
@@ -111,7 +111,8 @@ def test_two_ranks_train_like_one(tmp_path: Path) -> None:
         for x, y in zip(ra, rb):
             # the same rollouts (per-sample seeds): per-response metrics are identical
             for key in ("reward", "accuracy", "response_length_mean", "response_length_max", "truncation_ratio",
-                        "length_gap/mixed_groups"):
+                        "length_gap/mixed_groups", "repetition/rate_1gram", "repetition/token_share_1gram",
+                        "reflection/wait"):
                 assert y[key] == pytest.approx(x[key], rel=1e-9, abs=1e-12), (name, key)
             # step 1 from the same weights: tight; step 2 after Adam's few noise-sized element flips
             rel = 1e-4 if x["step"] == 1 else 2e-3

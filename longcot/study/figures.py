@@ -3,9 +3,10 @@
 * ``fig_sft_scaling.png``: accuracy vs SFT tokens (log x) per CoT style (the paper's Fig. 1), the
   untrained model as a dashed baseline, each RL point as a marker (arrow from its SFT start) in the
   legend; with study seeds, each point's mean over seeds, each seed, and the 95% interval of the mean;
-* ``fig_rl_dynamics.png``: training accuracy, response length, exceed rate and reflection keywords per
-  response over RL steps (each rl run's ``metrics.jsonl``; §4's Figs. 2, 4, 10), per RL point, each step
-  faint and a trailing mean bold; with seeds the mean and a min-max band;
+* ``fig_rl_dynamics.png``: training accuracy, response length, exceed rate, reflection keywords,
+  "alternatively" per response and the repetition rate over RL steps (each rl run's ``metrics.jsonl``;
+  §4's Figs. 2, 4, 10), per RL point, each step faint and a trailing mean bold; with seeds the mean and a
+  min-max band;
 * ``fig_reward_variants.png``: per RL point, held-out accuracy beside its SFT start and held-out mean
   response tokens (Fig. 9's length per reward variant); with seeds, means, each seed and 95% intervals.
 
@@ -16,6 +17,7 @@ returns the matplotlib figure (None when the study has nothing to show), :func:`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -216,6 +218,22 @@ def rolling(values: list[float], window: int) -> list[float]:
     return out
 
 
+def logged_ngram(runs_of_arm: list[list[dict[str, Any]]], wanted: int) -> Optional[int]:
+    """The N of the repetition rate every record of these runs holds: ``wanted`` when they hold it, else
+    the smallest N they all hold, else None (not logged: runs from before the metric)."""
+    held = None
+    for recs in runs_of_arm:
+        for r in recs:
+            ns = {int(m.group(1)) for k in r if (m := REPETITION_KEY.fullmatch(k))}
+            held = ns if held is None else held & ns
+    if not held:
+        return None
+    return wanted if wanted in held else min(held)
+
+
+REPETITION_KEY = re.compile(r"repetition/rate_(\d+)gram")
+
+
 def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
     """Training accuracy, response length, exceed rate, reflection keywords, "alternatively" and the
     repetition rate over RL steps (train rollouts), one colour per RL point: each step faint, a trailing
@@ -227,13 +245,17 @@ def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
         return None
     group_of = {p.name: p.group or p.name for p in graph.study.points}
     arms: dict[str, list[list[dict[str, Any]]]] = {}
-    arm_ngram: dict[str, int] = {}  # the study's rl.repetition_metric_ngram per point (the metric's name holds it)
+    wanted: dict[str, int] = {}  # the study's rl.repetition_metric_ngram per point
     for n in nodes:
         groups = ", ".join(dict.fromkeys(group_of.get(p, p) for p in n.points))
         label = f"{n.plan.cfg.algorithm.name}/{n.plan.cfg.reward.name} ({groups})"
         arms.setdefault(label, []).append(runs.read_jsonl(n.plan.run_dir / "metrics.jsonl"))
-        arm_ngram[label] = n.plan.cfg.rl.repetition_metric_ngram
-    ngram = "/".join(map(str, sorted(set(arm_ngram.values()))))
+        wanted[label] = n.plan.cfg.rl.repetition_metric_ngram
+    # The N is not identity, so a reused run may have logged another one: draw the N its records hold
+    # (the study's when they hold it), and say which.
+    arm_ngram = {label: logged_ngram(recs_of_arm, wanted[label]) for label, recs_of_arm in arms.items()}
+    ngram = "/".join(str(v) for v in sorted({v for v in arm_ngram.values() if v is not None})) or str(
+        sorted(set(wanted.values()))[0])
     plt = _plt()
     fig, axes = plt.subplots(3, 2, figsize=(12, 10.5))
     reflection = lambda r: sum(v for k, v in r.items() if k.startswith("reflection/"))  # noqa: E731
@@ -247,7 +269,7 @@ def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
         for i, (ax, (key, ylabel)) in enumerate(zip(axes.flat, RL_PANELS)):
             ax.set_xlabel("RL step")
             ax.set_ylabel(ylabel.format(ngram=ngram))
-            key = key and key.format(ngram=arm_ngram[label])
+            key = key and key.format(ngram=arm_ngram[label] or wanted[label])
             if key is not None and not all(key in by_step[s] for by_step in seeds for s in steps):
                 not_logged.setdefault(i, []).append(label)  # an older run: this metric was not logged
                 continue
@@ -263,7 +285,7 @@ def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
                 ax.fill_between(steps, [min(v) for v in zip(*smooth_seeds)], [max(v) for v in zip(*smooth_seeds)],
                                 color=color, alpha=0.15, label=f"{label}: min-max of the seeds' trailing means")
     for i, missing in not_logged.items():  # above the panel, so it hides no data
-        axes.flat[i].set_title("not logged by these (older) runs: " + "; ".join(missing), fontsize=7)
+        axes.flat[i].set_title("not logged by these runs: " + "; ".join(missing), fontsize=7)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{graph.study.name}: RL dynamics (train rollouts)\n{subject(graph)}", fontsize=10)
