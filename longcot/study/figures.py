@@ -218,6 +218,9 @@ def rolling(values: list[float], window: int) -> list[float]:
     return out
 
 
+REPETITION_KEY = re.compile(r"repetition/rate_(\d+)gram")  # the repetition rate, its N in the name
+
+
 def logged_ngram(runs_of_arm: list[list[dict[str, Any]]], wanted: int) -> Optional[int]:
     """The N of the repetition rate every record of these runs holds: ``wanted`` when they hold it, else
     the smallest N they all hold, else None (not logged: runs from before the metric)."""
@@ -229,9 +232,6 @@ def logged_ngram(runs_of_arm: list[list[dict[str, Any]]], wanted: int) -> Option
     if not held:
         return None
     return wanted if wanted in held else min(held)
-
-
-REPETITION_KEY = re.compile(r"repetition/rate_(\d+)gram")
 
 
 def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
