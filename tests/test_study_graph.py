@@ -194,16 +194,20 @@ def test_cli_routes_only_studies(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "sft").exists()  # a dry run writes nothing
 
 
-def test_main_job_demo_is_the_twin_fig1_point_at_1M_for_seed_0(tmp_path: Path) -> None:
-    """experiments/demo.yaml (the README's main job) runs two points of twin_fig1_sft_scaling for seed
-    0: the same stage runs (identities) as that study's, so the full study reuses them; nothing else."""
+def test_main_job_demo_is_the_twin_fig1_point_at_1M_x_4_epochs_for_seed_0(tmp_path: Path) -> None:
+    """experiments/demo.yaml (the README's main job) runs two points of twin_fig1_epochs for seed 0,
+    long- and short-CoT SFT at 1M tokens x 4 epochs: the same stage runs (identities) as that study's (and
+    so as twin_findings'), so either reuses them; nothing else. Its own base list only changes
+    torch_threads (not identity), which this equality checks."""
     demo = build_graph(load_study(["+experiment=demo", f"output_root={tmp_path}"]))
-    full = build_graph(load_study(["+experiment=twin_fig1_sft_scaling", f"output_root={tmp_path}"]))
+    full = build_graph(load_study(["+experiment=twin_fig1_epochs", "study.seeds=[0]", f"output_root={tmp_path}"]))
     assert demo.study.name == "demo" and demo.study.seeds == (0,)
-    assert {p for p, _ in demo.cells} == {"long-1M@s0", "short-1M@s0"}
+    assert {p for p, _ in demo.cells} == {"long-1M-4ep@s0", "short-1M-4ep@s0"}
     for cell, keys in demo.cells.items():
         assert keys == full.cells[cell], cell
     assert sorted(n.stage for n in demo.nodes.values()) == ["distill"] * 2 + ["eval"] * 2 + ["sft"] * 2
+    sft = [n.plan.identity["sft"] for n in demo.nodes.values() if n.stage == "sft"]
+    assert [s["epochs"] for s in sft] == [4, 4]
 
 
 TWIN_ALL_SOURCES = {  # twin_all's point -> (study, point) it repeats
