@@ -288,6 +288,23 @@ def test_context_window_second_design_changes_only_the_window(tmp_path: Path) ->
     assert same[80] == same[96] == same[128]
 
 
+def test_growth_window_replication_repeats_the_sixth_design_runs(tmp_path: Path) -> None:
+    """twin_sec4_growth_window_4ep claims: on its own seeds, the very runs (identities) of
+    twin_sec4_length_growth_4ep's sft / classic and twin_sec4_context_window_4ep's sft / window-80 /
+    window-96; nothing else (no window 128)."""
+    def cells(study: str) -> dict:
+        g = build_graph(load_study([f"+experiment={study}", "study.seeds=[37]", f"output_root={tmp_path}"]))
+        return g.cells
+    mine = cells("twin_sec4_growth_window_4ep")
+    growth, window = cells("twin_sec4_length_growth_4ep"), cells("twin_sec4_context_window_4ep")
+    assert {c.split("@")[0] for c, _ in mine} == {"sft", "classic", "window-80", "window-96"}
+    for (cell, stage), keys in mine.items():
+        source = growth if cell.split("@")[0] in ("sft", "classic") else window
+        assert keys == source[(cell, stage)], (cell, stage)
+    assert build_graph(load_study(["+experiment=twin_sec4_growth_window_4ep", f"output_root={tmp_path}"])).study.seeds \
+        == (37, 38, 39, 40)
+
+
 def test_context_window_third_design_shares_the_start_and_changes_only_the_window(tmp_path: Path) -> None:
     """twin_sec4_context_window_ratio claims: the sixth design's start (the very distill and SFT runs of
     twin_sec4_context_window_4ep), the paper's Fig. 6 reward (cosine + dense repetition channel, gamma_c 1,
