@@ -102,7 +102,10 @@ exit codes: 0 no run failed; 1 a run failed; 2 a config error.""",
 
 Write <output_root>/studies/NAME/: results.md and results.csv (one row per point and benchmark,
 beside the paper's numbers) and the figures; print the table. Runs not finished show as "not run".
-The overrides must be the ones the study was launched with. Nothing runs.
+The overrides must be the ones the study was launched with. Overrides that change what the study
+computes (seeds, points, settings; not output_root, torch_threads, cluster.*, logger) write to
+<output_root>/studies/NAME/variants/KEY/ instead, the changes listed at the top of its report.md, so
+the study's own files are never replaced. Nothing runs.
 exit codes: 0 ok; 2 a config error.""",
 }
 def _usage_error(message: str) -> None:

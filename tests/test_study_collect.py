@@ -113,14 +113,25 @@ def test_collect_scores_our_numbers_against_the_papers(tmp_path: Path, capsys) -
 
 
 def test_a_report_written_under_typed_changes_says_so_at_its_top(tmp_path: Path) -> None:
-    """report.md sits under the study's name whatever was typed: a collect of a point subset with a changed
-    setting lists both under the title (and the terminal says where), and a plain collect lists none
-    but the output root."""
+    """A collect of a point subset with a changed setting lists both under the title (and the terminal says
+    where), in a folder of its own under variants/, so the study's own report (written first here) is not
+    replaced; a plain collect lists none but the output root, and output_root / torch_threads alone make no
+    variant."""
     conf = tmp_path / "conf" / "experiment"
     conf.mkdir(parents=True)
     (conf / "tcollect.yaml").write_text(STUDY)
     common = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "+experiment=tcollect", f"output_root={tmp_path / 'runs'}"]
+    own = tmp_path / "runs" / "studies" / "tcollect"
+    first = collect(build_graph(load_study([*common, "torch_threads=1"])), figures=False)
+    assert first["report"] == own / "report.md"
+    before = first["report"].read_text()
     typed = collect(build_graph(load_study([*common, "study.only=[b]", "sft.learning_rate=0.001"])), figures=False)
+    assert typed["report"].parent.parent == own / "variants" and len(typed["report"].parent.name) == 10
+    assert (own / "report.md").read_text() == before  # the study's own report is untouched
+    again = collect(build_graph(load_study([*common, "sft.learning_rate=0.001", "study.only=[b]"])), figures=False)
+    assert again["report"] == typed["report"]  # the same changes, in any order: the same folder
+    other = collect(build_graph(load_study([*common, "study.only=[b]"])), figures=False)
+    assert other["report"].parent != typed["report"].parent
     head = typed["report"].read_text().split("| point |")[0]
     assert "Written under these command-line changes to the study file:" in head
     assert "study.only=['b'] (study: null)" in head

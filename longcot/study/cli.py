@@ -132,9 +132,6 @@ def main(argv: Sequence[str]) -> int:
         print(f"longcot: config error: {typed[0]}: runs a local study's parts in processes; with cluster=slurm "
               "SLURM runs every stage run as its own job (drop it)", file=sys.stderr)
         return 2
-    if cluster == "slurm" and study.local_workers > 1:
-        print(f"study {study.name}: its cluster.local_workers={study.local_workers} is for local runs; on SLURM "
-              "every stage run is its own job", file=sys.stderr)
     if "--dry-run" in flags:
         from longcot.study.dryrun import dry_run
 
@@ -155,6 +152,9 @@ def main(argv: Sequence[str]) -> int:
         if problem:
             print(f"longcot: error: {problem}", file=sys.stderr)
             return 1
+        if study.local_workers > 1:  # said once SLURM answers: a refused submission stays one line
+            print(f"study {study.name}: its cluster.local_workers={study.local_workers} is for local runs; on SLURM "
+                  "every stage run is its own job")
         sub = submit(graph)
         print(f"study {study.name}: {len(sub.submitted)} jobs submitted, {len(sub.reused)} still queued/running, "
               f"{len(sub.done)} runs done; `longcot status {' '.join(overrides)}` shows progress")

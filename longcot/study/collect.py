@@ -1,5 +1,6 @@
 """``longcot collect +experiment=NAME``: our numbers beside the paper's, as Markdown and CSV, the
-paper's plot statements checked, and the figures (written to ``<output_root>/studies/<name>/``):
+paper's plot statements checked, and the figures (written to ``<output_root>/studies/<name>/``; a run with
+command-line changes to what the study computes, to ``.../<name>/variants/<key>/``, see :func:`out_dir`):
 
 * ``results.md`` / ``results.csv`` (the wide table): one row per grid point and benchmark: CoT style
   (the distill teacher's), SFT tokens (the distill manifest's count of the SFT subset), the RL algorithm
@@ -32,7 +33,7 @@ from typing import Any, Optional
 from longcot import environment, runs
 from longcot.study.figures import render as _figures
 from longcot.study.graph import Graph, Node
-from longcot.study.overrides import written_lines
+from longcot.study.overrides import variant, written_lines
 from longcot.study.seeds import compare_all, seeds_markdown
 
 NOT_RUN = "not run"
@@ -193,7 +194,12 @@ def environments_line(graph: Graph) -> str:
 
 
 def out_dir(graph: Graph) -> Path:
-    return Path(graph.study.output_root) / "studies" / graph.study.name
+    """``<output_root>/studies/<name>/``, or ``.../variants/<key>/`` when the command line changed what the
+    study computes (seeds, points, settings: :func:`longcot.study.overrides.variant`), so the study's own
+    report and figures are never replaced by those of an ad-hoc rerun."""
+    base = Path(graph.study.output_root) / "studies" / graph.study.name
+    key = variant(graph.changes)
+    return base / "variants" / key if key else base
 
 
 def collect(graph: Graph, figures: bool = True) -> dict[str, Any]:

@@ -11,6 +11,7 @@ A command-line key that changes no stage run is named too (:func:`unused`).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -103,8 +104,8 @@ def lines(study: Study, changes: dict[str, list[Change]]) -> list[str]:
 
 def written_lines(study: Study, changes: dict[str, list[Change]]) -> list[str]:
     """The command line's changes as markdown for the files ``collect`` writes (``report.md``,
-    ``seeds.md``): those files sit under the study's name whatever was typed, so a report of a seed subset
-    or of changed settings says so at its top ([] when the command line changed nothing)."""
+    ``seeds.md``): a report of a seed subset or of changed settings says so at its top, and sits in its
+    own folder (:func:`variant`) ([] when the command line changed nothing)."""
     common, per_run, unused = summary(study, changes)
     if not (common or per_run or unused):
         return []
@@ -114,6 +115,19 @@ def written_lines(study: Study, changes: dict[str, list[Change]]) -> list[str]:
     out += [f"- {key}: {', '.join(map(str, cs))}" for key, cs in per_run.items()]
     out += [f"- {key}: changes no stage run" for key in unused]
     return [*out, ""]
+
+
+# command-line keys that change where runs live or how they are scheduled, not what a study computes
+WHERE_NOT_WHAT = ("output_root", "torch_threads", "cluster", "logger")
+
+
+def variant(changes: dict[str, list[Change]]) -> str:
+    """A short name for the command line's changes that alter what the study computes or reports (seeds,
+    points, settings; not :data:`WHERE_NOT_WHAT`), "" when there are none. ``collect`` writes such a
+    variant's files beside the study's own (``studies/<name>/variants/<this>/``), so an ad-hoc rerun never
+    replaces the report, seeds table or figures of the study as written."""
+    typed = sorted({str(c) for cs in changes.values() for c in cs if c.key.split(".")[0] not in WHERE_NOT_WHAT})
+    return hashlib.sha256("\n".join(typed).encode()).hexdigest()[:10] if typed else ""
 
 
 def print_changes(graph: Any) -> None:
