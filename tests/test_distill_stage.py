@@ -119,3 +119,21 @@ def test_toy_runs_are_told_only_what_the_scale_capped(tmp_path: Path) -> None:
     [note] = stage.plan(distill_cfg(tmp_path, "scale=smoke")).notes
     assert note.startswith("scale=smoke caps this run: distill.max_new_tokens 1024 -> 256, data.limit all -> 20")
     assert list(stage.plan(_real_cfg(tmp_path, "model=tiny", "generation=hf", "scale=full")).notes) == []
+
+
+def test_a_synthetic_teacher_run_hashes_the_name_not_the_weights(tmp_path: Path) -> None:
+    """The synthetic backend reads only ``model.name`` (``longcot.generation.synthetic.build``): the tiny
+    model's init does not change its text, so it does not change its identity; a real engine's does."""
+    common = ("data.toy_size=10", "distill.n=2", "distill.derive_n=[]", "distill.num_shards=1")
+    a = distill_run(distill_cfg(tmp_path / "a", *common, "model.tiny_seed=0"))
+    b = distill_run(distill_cfg(tmp_path / "b", *common, "model.tiny_seed=7"))
+    assert (Path(a["dir"]) / "n2/data.parquet").read_bytes() == (Path(b["dir"]) / "n2/data.parquet").read_bytes()
+    assert Path(a["dir"]).relative_to(tmp_path / "a") == Path(b["dir"]).relative_to(tmp_path / "b")
+    renamed = stage.plan(distill_cfg(tmp_path, *common, "model.name=synthetic-other")).run_dir
+    assert renamed.relative_to(tmp_path) != Path(a["dir"]).relative_to(tmp_path / "a")  # the name is in the rows
+
+    def hf(seed: int) -> Path:
+        return stage.plan(distill_cfg(tmp_path, *common, "generation=hf", "generation.device=cpu", "model.path=tiny",
+                                      f"model.tiny_seed={seed}")).run_dir
+
+    assert hf(0) != hf(7)  # a real engine reads the weights

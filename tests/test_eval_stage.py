@@ -131,6 +131,18 @@ def test_identity_follows_what_changes_results(tmp_path: Path) -> None:
     assert h("generation.device=cpu", f"benchmark.path={mine}") != base  # edited data, new run
 
 
+def test_a_synthetic_engine_eval_is_identified_by_the_model_name_not_its_weights(tmp_path: Path) -> None:
+    from longcot.stages.eval import plan
+
+    def h(*overrides: str) -> str:
+        return plan(_cfg(tmp_path, "benchmark=toy", *overrides)).run_id
+
+    synthetic = ("generation=synthetic", "model.name=synthetic")
+    assert h(*synthetic, "model.tiny_seed=0") == h(*synthetic, "model.tiny_seed=7")  # it never reads the weights
+    assert h(*synthetic) != h("generation=synthetic", "model.name=synthetic-long")  # the name is in the summary
+    assert h("generation.device=cpu", "model.tiny_seed=0") != h("generation.device=cpu", "model.tiny_seed=7")
+
+
 def test_chunking_does_not_change_what_is_drawn(tmp_path: Path) -> None:
     args = ("benchmark=toy", "benchmark.limit=7", "generation=synthetic", "model.name=synthetic", "scale=full",
             "benchmark.max_new_tokens=4096")

@@ -293,6 +293,16 @@ def model_identity(model_cfg: Any, upstream: Sequence[Plan] = ()) -> dict[str, A
     return content_identity(model_cfg)
 
 
+def generator_model_identity(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> dict[str, Any]:
+    """The model's part of a generating stage's identity (distill, eval). The synthetic backend writes
+    its text itself and reads only the model's name (:func:`longcot.generation.synthetic.build`; the
+    name is written into the outputs), so its runs hash the name alone: the same text from any weights
+    is the same run. Every other backend reads the model: :func:`model_identity`."""
+    if cfg.generation.backend == "synthetic":
+        return {"name": str(cfg.model.name), "read_by": "synthetic"}
+    return model_identity(cfg.model, upstream)
+
+
 def model_at_run(model_cfg: Any, upstream: Sequence[Plan] = ()) -> DictConfig:
     """The model config a run loads: ``model_cfg``, pointed at the upstream training run's final
     checkpoint when there is one (its load-time RoPE scaling is already in that checkpoint's config)."""

@@ -42,8 +42,9 @@ from longcot.config.scale import Cap, capped, caps_note, caps_record
 from longcot.distill.sampling import Selection, TeacherPlan, grade_rows, teacher_plan
 from longcot.distill.shards import (Shard, all_shards, merge_lock, read_marker, run_in_processes, run_shard,
                                     samples_fingerprint)
-from longcot.stages.base import (Artifacts, Plan, generation_identity, model_identity, print_table as table,
-                                 remove_if_unused, run_lock, set_threads, sweep_temp_files, tracking, warn_notes)
+from longcot.stages.base import (Artifacts, Plan, generation_identity, generator_model_identity,
+                                 print_table as table, remove_if_unused, run_lock, set_threads, sweep_temp_files,
+                                 tracking, warn_notes)
 
 log = logging.getLogger(__name__)
 NAME = "distill"
@@ -83,7 +84,7 @@ def sampling_identity(cfg: DictConfig, plan: TeacherPlan, data: DictConfig) -> d
     if d.mode == "silver":
         extra["silver"] = _container(d.silver)
     generation = generation_identity(cfg)
-    return {"model": model_identity(cfg.model), "generation": generation,
+    return {"model": generator_model_identity(cfg), "generation": generation,
             "data": data_identity(data, "data"), "distill": extra}
 
 

@@ -32,8 +32,8 @@ from longcot.data.prompts import chat_prompt
 from longcot.generation.base import Completion, SamplingParams, prompt_seed
 from longcot.grading import extract_answer
 from longcot.grading.by_kind import grade_batch
-from longcot.stages.base import (Artifacts, Plan, generation_identity, model_at_run, model_identity, print_table,
-                                 running, tracking, warn_notes)
+from longcot.stages.base import (Artifacts, Plan, generation_identity, generator_model_identity, model_at_run,
+                                 print_table, running, tracking, warn_notes)
 
 log = logging.getLogger(__name__)
 NAME = "eval"
@@ -85,7 +85,7 @@ def plan(cfg: DictConfig, upstream: Sequence[Plan] = ()) -> Plan:
     bench.limit = capped("benchmark.limit", bench.limit, cfg.scale.max_problems, caps)
     gen = generation_identity(cfg)
     identity = {
-        "model": model_identity(cfg.model, upstream),
+        "model": generator_model_identity(cfg, upstream),
         "generation": gen,
         "sampling": asdict(params),
         "benchmark": data_identity(bench, "benchmark"),
