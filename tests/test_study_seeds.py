@@ -156,3 +156,38 @@ def test_one_command_per_seed_plans_the_same_runs_as_one_list_of_seeds(tmp_path:
     both = cells("[3,4]")
     assert both == {**cells("[3]"), **cells("[4]")}
     assert both[("long@s3", "eval")] != both[("long@s4", "eval")]
+
+
+def test_seeds_md_shows_each_sft_start_where_its_training_ended(tmp_path: Path) -> None:
+    """The ``## SFT starts`` table: one row per SFT run the points start from (the sft and classic points
+    share one per seed), its steps, the mean loss over its last 10% of steps (hand-computed below) and its
+    own eval's accuracy; a run still going says so. Training logs and evals are written by hand."""
+    from longcot.training.metrics import METRICS
+
+    study = load_study(["+experiment=twin_findings", "study.seeds=[0,1]", "study.only=[recheck4-sft,recheck4-classic]",
+                        f"output_root={tmp_path}"])
+    graph = build_graph(study)
+    ends = {0: (0.10, 0.08), 1: (0.20, 0.16)}  # the last two of 20 steps = the last 10%
+    for seed, tail in ends.items():
+        sft = graph.nodes[graph.cells[(f"recheck4-sft@s{seed}", "sft")][-1]].plan.run_dir
+        records = [{"step": i + 1, "loss": 1.0} for i in range(18)] + [{"step": 19 + i, "loss": v} for i, v in enumerate(tail)]
+        runs.write_jsonl(Path(sft) / METRICS, records)
+        if seed == 0:
+            runs.mark_done(Path(sft))
+            ev = graph.nodes[graph.cells[("recheck4-sft@s0", "eval")][-1]].plan.run_dir
+            runs.write_json(Path(ev) / "summary.json", {"accuracy": 0.9, "mean_tokens": 80.0})
+            runs.mark_done(Path(ev))
+    collect(graph, figures=False)
+    seeds = (tmp_path / "studies" / "twin_findings" / "variants").rglob("seeds.md")
+    text = next(seeds).read_text()
+    section = text.split("## SFT starts", 1)[1]
+    assert "| recheck4-sft, recheck4-classic | 0 | 20 | 0.090 | 90.0 (twin) |" in section
+    assert "| recheck4-sft, recheck4-classic | 1 | 20 (not finished) | 0.180 | - |" in section
+
+
+def test_tail_loss_by_hand() -> None:
+    from longcot.training.metrics import tail_loss
+
+    assert tail_loss([{"loss": float(i)} for i in range(1, 11)]) == 10.0  # last 10% of 10 steps: one step
+    assert tail_loss([{"loss": float(i)} for i in range(1, 31)]) == 29.0  # the last 3 of 30: 28, 29, 30
+    assert tail_loss([{"loss": 2.0}]) == 2.0 and tail_loss([]) is None

@@ -61,6 +61,7 @@ class Row:
     truncation: Optional[float] = None  # share of responses that hit the generation limit
     start_tokens: Optional[float] = None  # an RL point's SFT start: its mean tokens on this benchmark
     sft_epochs: Optional[float] = None  # the SFT run's sft.epochs (None: no SFT upstream)
+    sft_key: Optional[str] = None  # the SFT run upstream (None: no SFT upstream)
 
     def __post_init__(self) -> None:
         self.group = self.group or self.point
@@ -126,7 +127,8 @@ def rows(graph: Graph) -> list[Row]:
             out.append(Row(point.name, bench, _style(_upstream_of(graph, key, "distill")), _sft_tokens(graph, sft), rl_label,
                            s.get("accuracy"), s.get("mean_tokens"), gain, key, rl.key if rl else None,
                            point.group or point.name, truncation=s.get("truncation_rate"), start_tokens=start_tokens,
-                           sft_epochs=float(sft.plan.cfg.sft.epochs) if sft is not None else None))
+                           sft_epochs=float(sft.plan.cfg.sft.epochs) if sft is not None else None,
+                           sft_key=sft.key if sft is not None else None))
     return out
 
 

@@ -212,8 +212,47 @@ def seeds_markdown(graph: "Graph", rows: Sequence["Row"], results: Sequence[Comp
     if results:
         lines += ["", "## Comparisons (a - b, paired by seed)", ""]
         lines += [f"- {r.line()}" for r in results]
+    lines += sft_starts_markdown(graph, rows)
     return "\n".join(lines) + "\n"
 
 
+def sft_starts_markdown(graph: "Graph", rows: Sequence["Row"]) -> list[str]:
+    """The ``## SFT starts`` section: per SFT run the points start from (by seed), where its training ended
+    (mean loss over the last 10% of steps, :func:`longcot.training.metrics.tail_loss`) and its own eval's
+    accuracy, so a comparison that misses on one seed can be read against that seed's start (a student
+    that has not learned the task ends higher and RL moves it little). Nothing is dropped or chosen by it."""
+    from longcot.training.metrics import METRICS, MetricsLog, tail_loss
+
+    seeds = {p.name: p.seed for p in graph.study.points}
+    starts: dict[str, list[str]] = {}
+    own: dict[str, str] = {}
+    for r in rows:
+        if r.sft_key is None:
+            continue
+        groups = starts.setdefault(r.sft_key, [])
+        if r.group not in groups:
+            groups.append(r.group)
+        if r.rl_key is None and r.accuracy is not None and r.sft_key not in own:
+            own[r.sft_key] = f"{100 * r.accuracy:.1f} ({r.benchmark})"
+    if not starts:
+        return []
+    seed_of = {r.sft_key: seeds.get(r.point) for r in rows if r.sft_key is not None}
+    lines = ["", "## SFT starts", "",
+             "Where each SFT run the points start from ended, by seed: a student that has not learned the task ends",
+             "with a higher training loss and a lower accuracy, and RL moves it little. Shown to read the comparisons",
+             "against their starts; every seed stays in every number above.", "",
+             "| SFT run of | seed | steps | training loss, last 10% of steps | its own eval: accuracy % |",
+             "|---|---|---|---|---|"]
+    for key, groups in starts.items():
+        plan = graph.nodes[key].plan
+        recs = MetricsLog(plan.run_dir / METRICS).records()
+        loss = tail_loss(recs)
+        state = "" if plan.done else (" (not finished)" if recs else "")
+        lines.append(f"| {', '.join(groups)} | {'-' if seed_of[key] is None else seed_of[key]} | "
+                     f"{len(recs) if recs else 'not run'}{state} | {'-' if loss is None else f'{loss:.3f}'} | "
+                     f"{own.get(key, '-')} |")
+    return lines
+
+
 __all__ = ["Compare", "CompareResult", "Interval", "compare_all", "parse_compare", "point_intervals",
-           "seeds_markdown", "t975"]
+           "seeds_markdown", "sft_starts_markdown", "t975"]

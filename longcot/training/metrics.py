@@ -87,6 +87,16 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def tail_loss(records: Iterable[dict[str, Any]], fraction: float = 0.1) -> float | None:
+    """Mean training loss over the last ``fraction`` of the steps (at least one step): where a run ended,
+    less noisy than its last step's loss. None for a run with no steps."""
+    losses = [float(r["loss"]) for r in records]
+    if not losses:
+        return None
+    tail = losses[-max(1, round(fraction * len(losses))):]
+    return sum(tail) / len(tail)
+
+
 def plot_loss(records: Iterable[dict[str, Any]], path: Path, *, title: str = "training loss") -> None:
     """``loss.png``: loss per optimizer step (and lr on a second axis)."""
     import matplotlib
