@@ -226,9 +226,11 @@ def sft_starts_markdown(graph: "Graph", rows: Sequence["Row"]) -> list[str]:
     seeds = {p.name: p.seed for p in graph.study.points}
     starts: dict[str, list[str]] = {}
     own: dict[str, str] = {}
+    seed_of: dict[str, Optional[int]] = {}
     for r in rows:
         if r.sft_key is None:
             continue
+        seed_of[r.sft_key] = seeds.get(r.point)
         groups = starts.setdefault(r.sft_key, [])
         if r.group not in groups:
             groups.append(r.group)
@@ -236,7 +238,6 @@ def sft_starts_markdown(graph: "Graph", rows: Sequence["Row"]) -> list[str]:
             own[r.sft_key] = f"{100 * r.accuracy:.1f} ({r.benchmark})"
     if not starts:
         return []
-    seed_of = {r.sft_key: seeds.get(r.point) for r in rows if r.sft_key is not None}
     lines = ["", "## SFT starts", "",
              "Where each SFT run the points start from ended, by seed: a student that has not learned the task ends",
              "with a higher training loss and a lower accuracy, and RL moves it little. Shown to read the comparisons",
