@@ -343,6 +343,27 @@ def test_fig10_replication_runs_the_fourth_designs_very_runs(tmp_path: Path) -> 
     assert mine[("cosine-reppen@s5", "rl")]["reward"]["repetition"]["ngram_size"] == 10
 
 
+def test_fig10_on_the_eighth_design_runs_its_very_start_and_cosine_arm(tmp_path: Path) -> None:
+    """twin_sec4_repetition_2m_4ep claims: the very distill, SFT, RL and eval runs of
+    twin_sec4_recheck_2m_4ep's sft and cosine points (and so twin_findings' recheck4-*), and a penalty arm
+    that differs from the cosine arm only in its reward: the fourth design's 10-gram arm (dense channel,
+    N 10), with the repetition rate logged at the penalty's N on both arms."""
+    mine = _identities("twin_sec4_repetition_2m_4ep", tmp_path)
+    theirs = _identities("twin_sec4_recheck_2m_4ep", tmp_path)
+    assert {cell for cell, _ in mine} == {"sft@s5", "cosine@s5", "cosine-reppen@s5"}
+    for key, identity in mine.items():
+        if key[0] != "cosine-reppen@s5":
+            assert identity == theirs[key], key
+    pen, cos = mine[("cosine-reppen@s5", "rl")], mine[("cosine@s5", "rl")]
+    assert pen["upstream"] == cos["upstream"] and pen != cos
+    assert {k: v for k, v in pen.items() if k != "reward"} == {k: v for k, v in cos.items() if k != "reward"}
+    assert (pen["reward"]["repetition"]["variant"], pen["reward"]["repetition"]["ngram_size"]) == ("dense", 10)
+    assert pen["reward"] == {**_identities("twin_sec4_recheck_2m", tmp_path)[("cosine-reppen@s5", "rl")]["reward"]}
+    g = build_graph(load_study(["+experiment=twin_sec4_repetition_2m_4ep", "study.seeds=[5]", f"output_root={tmp_path}"]))
+    for cell in ("cosine@s5", "cosine-reppen@s5"):
+        assert g.nodes[g.cells[(cell, "rl")][-1]].plan.cfg.rl.repetition_metric_ngram == 10
+
+
 def test_table5_third_design_changes_only_the_gammas(tmp_path: Path) -> None:
     """twin_table5_discount_horizon claims: twin_table5_discount_4ep's start (its distill and SFT runs)
     and PPO arms that differ from its gamma-1 arm only in the two channels' gammas, set to the paper's
