@@ -114,6 +114,7 @@ def test_collect_reports_means_intervals_and_the_paired_difference(tmp_path: Pat
     # paired by seed: s0 +50, s1 +50 (s2 has no short): mean 50, sd 0 -> an interval of width 0 excludes 0
     line = next(x for x in out["footer"] if x.startswith("Fig. 1"))
     assert "REPRODUCED" in line and "s0: +50.0, s1: +50.0" in line and "n=2" in line
+    assert line.endswith("; left out (no pair): s2 (short: not finished)"), line
 
 
 def test_study_only_runs_the_named_points_and_refuses_unknown_names(tmp_path: Path) -> None:
@@ -191,3 +192,37 @@ def test_tail_loss_by_hand() -> None:
     assert tail_loss([{"loss": float(i)} for i in range(1, 11)]) == 10.0  # last 10% of 10 steps: one step
     assert tail_loss([{"loss": float(i)} for i in range(1, 31)]) == 29.0  # the last 3 of 30: 28, 29, 30
     assert tail_loss([{"loss": 2.0}]) == 2.0 and tail_loss([]) is None
+
+
+def test_a_comparison_names_the_seeds_it_leaves_out_and_why(tmp_path: Path) -> None:
+    """n below the study's seeds is never silent. The repetition rate at N 10 is not identity, so a cosine
+    run that finished before it was asked for logged only the 40-gram rate (seed 0 here): that seed leaves
+    the rate's comparison, named with why; the length comparison keeps both seeds. A run not finished
+    (seed 1's eval) is named as such. RL logs and evals are written by hand."""
+    graph = build_graph(load_study(["+experiment=twin_sec4_repetition_2m_4ep", "study.seeds=[0,1]",
+                                    f"output_root={tmp_path}"]))
+
+    def rl_log(point: str, seed: int, length: float, rate_key: str, rate: float) -> None:
+        run = Path(graph.nodes[graph.cells[(f"{point}@s{seed}", "rl")][-1]].plan.run_dir)
+        runs.write_jsonl(run / "metrics.jsonl", [{"step": i + 1, "response_length_mean": length, rate_key: rate,
+                                                  "reflection/recheck": 1.0, "reflection/alternatively": 0.1}
+                                                 for i in range(8)])
+        runs.mark_done(run)
+
+    rl_log("cosine", 0, 100.0, "repetition/rate_40gram", 0.0)  # ran before N 10 was asked for
+    rl_log("cosine", 1, 104.0, "repetition/rate_10gram", 0.20)
+    rl_log("cosine-reppen", 0, 97.0, "repetition/rate_10gram", 0.05)
+    rl_log("cosine-reppen", 1, 99.0, "repetition/rate_10gram", 0.06)
+    ev = Path(graph.nodes[graph.cells[("cosine@s0", "eval")][-1]].plan.run_dir)
+    runs.write_json(ev / "summary.json", {"accuracy": 0.9, "mean_tokens": 80.0})
+    runs.mark_done(ev)
+    footer = collect(graph, figures=False)["footer"]
+    rate = next(x for x in footer if x.startswith("Fig. 10 (repetition rate"))
+    assert "per seed s1: +0.140" in rate and "n=1" in rate
+    assert rate.endswith("left out (no pair): s0 (cosine: repetition/rate_10gram not logged)"), rate
+    length = next(x for x in footer if x.startswith("Fig. 10: "))
+    assert "s0: +3.0, s1: +5.0" in length and "left out" not in length
+    held = next(x for x in footer if x.startswith("Fig. 10 (held-out tokens)"))
+    assert held.endswith("not run; left out (no pair): s0 (cosine-reppen: not finished), "
+                         "s1 (cosine: not finished; cosine-reppen: not finished)"), held
+    assert sum(x.startswith("Fig. 10") for x in footer) == 5  # every comparison of the file is shown

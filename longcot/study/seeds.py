@@ -17,7 +17,7 @@ that finished is reported; none is dropped.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -133,11 +133,30 @@ def per_seed(graph: "Graph", rows: Sequence["Row"], group: str, c: Compare) -> d
     return out
 
 
+def why_absent(graph: "Graph", rows: Sequence["Row"], group: str, seed: Optional[int], c: Compare) -> str:
+    """Why ``group`` has no value of ``c``'s quantity for ``seed``: its run is not finished (or not in the
+    study: ``study.only``), or it finished without logging the RL metric (``rl.repetition_metric_ngram``
+    is not identity, so a run that finished before it was asked for keeps the N it logged)."""
+    seeds = {p.name: p.seed for p in graph.study.points}
+    mine = [r for r in rows if r.group == group and seeds.get(r.point) == seed]
+    if not mine:
+        return "not in this study's points"
+    if c.rl_metric:
+        keys = [r.rl_key for r in mine if r.rl_key]
+        if not keys:
+            return "no RL run"
+        if all(graph.nodes[k].plan.done for k in keys):
+            return f"{c.rl_metric} not logged"
+    return "not finished"
+
+
 @dataclass(frozen=True)
 class CompareResult:
     compare: Compare
     a: dict[Optional[int], float]
     b: dict[Optional[int], float]
+    # the study's seeds with no paired value, and why (arm: reason), shown beside the verdict
+    unpaired: Mapping[Optional[int], str] = field(default_factory=dict)
 
     @property
     def diff(self) -> Optional[Interval]:
@@ -164,10 +183,16 @@ class CompareResult:
         head = f"{c.cite + ': ' if c.cite else ''}{c.a} {c.expect} {c.b} in {c.quantity()}"
         d = self.diff
         if d is None:
-            return f"{head}: not run"
+            return f"{head}: not run{self._unpaired()}"
         digits = 3 if fine_metric(c.rl_metric) else 1  # a share or a per-response rate needs more than one decimal
         seeds = ", ".join(f"s{s}: {self.a[s] - self.b[s]:+.{digits}f}" for s in self.a if s in self.b)
-        return f"{head}: {self.verdict.upper()} -- difference {d.describe(digits)}; per seed {seeds}"
+        return f"{head}: {self.verdict.upper()} -- difference {d.describe(digits)}; per seed {seeds}{self._unpaired()}"
+
+    def _unpaired(self) -> str:
+        """The seeds left out of the interval, named with why, so n below the study's seeds is never silent."""
+        if not self.unpaired:
+            return ""
+        return "; left out (no pair): " + ", ".join(f"s{s} ({why})" for s, why in self.unpaired.items())
 
 
 # RL metrics shown with three decimals: shares of responses (0..1), and per-response rates of keywords
@@ -182,7 +207,16 @@ def fine_metric(rl_metric: Optional[str]) -> bool:
 
 
 def compare_all(graph: "Graph", rows: Sequence["Row"]) -> list[CompareResult]:
-    return [CompareResult(c, per_seed(graph, rows, c.a, c), per_seed(graph, rows, c.b, c)) for c in graph.study.compare]
+    out = []
+    for c in graph.study.compare:
+        a, b = per_seed(graph, rows, c.a, c), per_seed(graph, rows, c.b, c)
+        unpaired = {}
+        for seed in dict.fromkeys(p.seed for p in graph.study.points):
+            why = [f"{g}: {why_absent(graph, rows, g, seed, c)}" for g, v in ((c.a, a), (c.b, b)) if seed not in v]
+            if why:
+                unpaired[seed] = "; ".join(why)
+        out.append(CompareResult(c, a, b, unpaired))
+    return out
 
 
 def point_intervals(rows: Sequence["Row"]) -> list[tuple[str, str, Optional[Interval], Optional[Interval], int]]:
@@ -255,5 +289,5 @@ def sft_starts_markdown(graph: "Graph", rows: Sequence["Row"]) -> list[str]:
     return lines
 
 
-__all__ = ["Compare", "CompareResult", "Interval", "compare_all", "parse_compare", "point_intervals",
+__all__ = ["Compare", "CompareResult", "Interval", "compare_all", "why_absent", "parse_compare", "point_intervals",
            "seeds_markdown", "sft_starts_markdown", "t975"]
