@@ -342,3 +342,37 @@ def test_relaunch_of_a_finished_study_says_every_run_is_done_and_skipped(finishe
     n = len(finished_study.nodes)
     assert len(again.done_before) == n and not again.ran
     assert f"study tstudy: {n} unique stage runs: {n} done, skipped; 0 to run" in caplog.text
+
+
+def test_rl_dynamics_draws_a_metric_over_the_seeds_that_logged_it_and_says_so(tmp_path: Path) -> None:
+    """The repetition rate's N is not identity, so an arm's runs can differ: seed 0's cosine run finished
+    before N 10 was asked for (it logged N 40), seed 1's logged N 10. The panel draws the cosine arm over
+    seed 1 alone (its mean is seed 1's values, not a mean with a 0), names it above the panel, and gives that
+    series a legend entry of its own; the other panels draw both seeds. RL logs are written by hand."""
+    import matplotlib.pyplot as plt
+
+    from longcot.study import figures
+    from longcot.study.graph import build_graph
+    from longcot.study.spec import load_study
+
+    graph = build_graph(load_study(["+experiment=twin_sec4_repetition_2m_4ep", "study.seeds=[0,1]",
+                                    f"output_root={tmp_path}"]))
+    rate = {1: [0.9, 0.7, 0.5, 0.3], 0: [0.0] * 4}
+    for point, seed, key in (("cosine", 0, "repetition/rate_40gram"), ("cosine", 1, "repetition/rate_10gram"),
+                             ("cosine-reppen", 0, "repetition/rate_10gram"), ("cosine-reppen", 1, "repetition/rate_10gram")):
+        run = Path(graph.nodes[graph.cells[(f"{point}@s{seed}", "rl")][-1]].plan.run_dir)
+        runs.write_jsonl(run / "metrics.jsonl", [{"step": i + 1, "accuracy": 0.5, "response_length_mean": 80.0 + seed,
+                                                  "truncation_ratio": 0.0, "reflection/alternatively": 0.1,
+                                                  key: rate[seed][i] if point == "cosine" else 0.1} for i in range(4)])
+        runs.mark_done(run)
+    fig = figures.rl_dynamics_figure(graph)
+    rep = fig.axes[5]
+    assert rep.get_ylabel().endswith("N = 10)")
+    assert rep.get_title() == "drawn over the seeds that logged it: grpo/cosine (cosine): 1 of 2 seeds"
+    cosine = next(ln for ln in rep.get_lines() if ln.get_label() == "grpo/cosine (cosine): each step, mean of 1 of 2 seeds")
+    assert list(cosine.get_ydata()) == pytest.approx(rate[1])  # seed 1 alone, not averaged with a missing 0
+    length = [ln for ln in fig.axes[1].get_lines() if ln.get_label().startswith("grpo/cosine (cosine): each step")]
+    assert [ln.get_label() for ln in length] == ["grpo/cosine (cosine): each step, mean of 2 seeds"]
+    assert list(length[0].get_ydata()) == pytest.approx([80.5] * 4)
+    check_figure(fig, "twin_sec4_repetition_2m_4ep", "model tiny")  # every series has its legend entry
+    plt.close(fig)

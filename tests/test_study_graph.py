@@ -226,6 +226,7 @@ TWIN_FINDINGS_SOURCES = {  # twin_findings's point -> (study, point) it repeats
     "short-1M-4ep": ("twin_fig1_epochs", "short-1M-4ep"), "recheck4-sft": ("twin_sec4_recheck_2m_4ep", "sft"),
     "recheck4-classic": ("twin_sec4_recheck_2m_4ep", "classic"), "recheck4-cosine": ("twin_sec4_recheck_2m_4ep", "cosine"),
     "recheck4-A": ("twin_sec4_recheck_2m_4ep", "reward-A"),
+    "recheck4-reppen": ("twin_sec4_repetition_2m_4ep", "cosine-reppen"),
 }
 
 

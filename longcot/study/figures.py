@@ -222,24 +222,28 @@ REPETITION_KEY = re.compile(r"repetition/rate_(\d+)gram")  # the repetition rate
 
 
 def logged_ngram(runs_of_arm: list[list[dict[str, Any]]], wanted: int) -> Optional[int]:
-    """The N of the repetition rate every record of these runs holds: ``wanted`` when they hold it, else
-    the smallest N they all hold, else None (not logged: runs from before the metric)."""
-    held = None
+    """The N of the repetition rate to draw for an arm: ``wanted`` when some run holds it in every record
+    (the runs that do not are left out of that panel, and named), else the smallest N every record of
+    every run holds, else None (not logged: runs from before the metric)."""
+    held_by_run = []
     for recs in runs_of_arm:
+        held: Optional[set[int]] = None
         for r in recs:
             ns = {int(m.group(1)) for k in r if (m := REPETITION_KEY.fullmatch(k))}
             held = ns if held is None else held & ns
-    if not held:
-        return None
-    return wanted if wanted in held else min(held)
+        held_by_run.append(held or set())
+    if any(wanted in h for h in held_by_run):
+        return wanted
+    common = set.intersection(*held_by_run) if held_by_run else set()
+    return min(common) if common else None
 
 
 def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
     """Training accuracy, response length, exceed rate, reflection keywords, "alternatively" and the
     repetition rate over RL steps (train rollouts), one colour per RL point: each step faint, a trailing
     mean over a tenth of the steps bold; with study seeds the mean over the seeds' runs and a band from
-    their minimum to their maximum. A metric some run did not log is not drawn for its point (not as 0):
-    the panel names the points it leaves out."""
+    their minimum to their maximum. A metric some run did not log is not drawn for that run (never as 0):
+    the panel names the points it leaves out, and those it draws over fewer seeds than the others."""
     nodes = [n for n in graph.ordered() if n.stage == "rl" and n.plan.done and (n.plan.run_dir / "metrics.jsonl").is_file()]
     if not nodes:
         return None
@@ -260,6 +264,7 @@ def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
     fig, axes = plt.subplots(3, 2, figsize=(12, 10.5))
     reflection = lambda r: sum(v for k, v in r.items() if k.startswith("reflection/"))  # noqa: E731
     not_logged: dict[int, list[str]] = {}
+    partly: dict[int, list[str]] = {}  # panel -> arms drawn over only the seeds whose runs logged its metric
     for label, runs_of_arm in arms.items():
         seeds = [{r["step"]: r for r in recs} for recs in runs_of_arm]  # each seed's records by step
         steps = sorted(set.intersection(*[set(by_step) for by_step in seeds]))
@@ -270,23 +275,34 @@ def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
             ax.set_xlabel("RL step")
             ax.set_ylabel(ylabel.format(ngram=ngram))
             key = key and key.format(ngram=arm_ngram[label] or wanted[label])
-            if key is not None and not all(key in by_step[s] for by_step in seeds for s in steps):
+            drawn = seeds if key is None else [by_step for by_step in seeds if all(key in by_step[s] for s in steps)]
+            if not drawn:
                 not_logged.setdefault(i, []).append(label)  # an older run: this metric was not logged
                 continue
+            note = seeds_note
+            if len(drawn) < len(seeds):  # some seeds' runs are older: drawn over those that logged it, said so
+                partly.setdefault(i, []).append(f"{label}: {len(drawn)} of {len(seeds)} seeds")
+                note = f", mean of {len(drawn)} of {len(seeds)} seeds"
             value = reflection if key is None else (lambda r, k=key: r[k] or 0.0)
-            per_seed = [[float(value(by_step[s])) for s in steps] for by_step in seeds]
+            per_seed = [[float(value(by_step[s])) for s in steps] for by_step in drawn]
             smooth_seeds = [rolling(v, window) for v in per_seed]
             (raw,) = ax.plot(steps, [sum(v) / len(v) for v in zip(*per_seed)], color=color, alpha=0.3, linewidth=0.8,
-                             label=f"{label}: each step{seeds_note}")
+                             label=f"{label}: each step{note}")
             color = raw.get_color()
             ax.plot(steps, [sum(v) / len(v) for v in zip(*smooth_seeds)], color=color, linewidth=2,
-                    label=f"{label}: trailing mean of {window} steps{seeds_note}")
-            if len(seeds) > 1:
+                    label=f"{label}: trailing mean of {window} steps{note}")
+            if len(drawn) > 1:
                 ax.fill_between(steps, [min(v) for v in zip(*smooth_seeds)], [max(v) for v in zip(*smooth_seeds)],
                                 color=color, alpha=0.15, label=f"{label}: min-max of the seeds' trailing means")
-    for i, missing in not_logged.items():  # above the panel, so it hides no data
-        axes.flat[i].set_title("not logged by these runs: " + "; ".join(missing), fontsize=7)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    for i in sorted({*not_logged, *partly}):  # above the panel, so it hides no data
+        notes = ([f"not logged by these runs: {'; '.join(not_logged[i])}"] if i in not_logged else []) + \
+                ([f"drawn over the seeds that logged it: {'; '.join(partly[i])}"] if i in partly else [])
+        axes.flat[i].set_title("\n".join(notes), fontsize=7)
+    entries: dict[str, Any] = {}  # every panel's series (one drawn over fewer seeds has a label of its own)
+    for ax in axes.flat:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(text, handle)
+    labels, handles = list(entries), list(entries.values())
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{graph.study.name}: RL dynamics (train rollouts)\n{subject(graph)}", fontsize=10)
     fig.tight_layout(rect=(0, 0.02 + 0.02 * ((len(labels) + 1) // 2), 1, 1))
