@@ -225,4 +225,8 @@ def test_a_comparison_names_the_seeds_it_leaves_out_and_why(tmp_path: Path) -> N
     held = next(x for x in footer if x.startswith("Fig. 10 (held-out tokens)"))
     assert held.endswith("not run; left out (no pair): s0 (cosine-reppen: not finished), "
                          "s1 (cosine: not finished; cosine-reppen: not finished)"), held
+    graph = build_graph(load_study(["+experiment=twin_sec4_repetition_2m_4ep", "study.seeds=[0,1]",
+                                    "study.only=[sft,cosine]", f"output_root={tmp_path}"]))
+    line = next(x for x in collect(graph, figures=False)["footer"] if x.startswith("Fig. 10: "))
+    assert line.endswith("not run; left out (no pair): every seed (cosine-reppen: not in this study's points)"), line
     assert sum(x.startswith("Fig. 10") for x in footer) == 5  # every comparison of the file is shown

@@ -192,6 +192,9 @@ class CompareResult:
         """The seeds left out of the interval, named with why, so n below the study's seeds is never silent."""
         if not self.unpaired:
             return ""
+        reasons = set(self.unpaired.values())
+        if len(self.unpaired) > 1 and len(reasons) == 1 and not self.a.keys() & self.b.keys():
+            return f"; left out (no pair): every seed ({reasons.pop()})"  # one reason for all: said once
         return "; left out (no pair): " + ", ".join(f"s{s} ({why})" for s, why in self.unpaired.items())
 
 
