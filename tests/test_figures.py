@@ -321,7 +321,7 @@ def test_check_figure_catches_an_unlabelled_line_and_text_past_the_axes() -> Non
 def test_results_table_shows_each_evals_truncation_share(finished_study: Any) -> None:
     """The table beside "mean tokens": the share of responses that hit the generation limit (at 100%
     the mean is that limit), from each eval's summary."""
-    from longcot.study.collect import NARROW, WIDE, rows, table
+    from longcot.study.collect import WIDE, rows, table
 
     graph = finished_study
     result = rows(graph)
