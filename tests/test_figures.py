@@ -376,3 +376,14 @@ def test_rl_dynamics_draws_a_metric_over_the_seeds_that_logged_it_and_says_so(tm
     assert list(length[0].get_ydata()) == pytest.approx([80.5] * 4)
     check_figure(fig, "twin_sec4_repetition_2m_4ep", "model tiny")  # every series has its legend entry
     plt.close(fig)
+    # every cosine run logged N 40 only: the panel draws both arms, each at the N its runs hold, and says which
+    for seed in (0, 1):
+        run = Path(graph.nodes[graph.cells[(f"cosine@s{seed}", "rl")][-1]].plan.run_dir)
+        recs = runs.read_jsonl(run / "metrics.jsonl")
+        runs.write_jsonl(run / "metrics.jsonl", [{**{k: v for k, v in r.items() if not k.startswith("repetition/")},
+                                                  "repetition/rate_40gram": 0.2} for r in recs])
+    fig = figures.rl_dynamics_figure(graph)
+    rep = fig.axes[5]
+    assert rep.get_ylabel().endswith("N = 10/40)")
+    assert rep.get_title() == "N per arm: grpo/cosine (cosine): 40; grpo/cosine_reppen (cosine-reppen): 10"
+    plt.close(fig)

@@ -18,6 +18,7 @@ returns the matplotlib figure (None when the study has nothing to show), :func:`
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -294,10 +295,15 @@ def rl_dynamics_figure(graph: Graph) -> Optional[Any]:
             if len(drawn) > 1:
                 ax.fill_between(steps, [min(v) for v in zip(*smooth_seeds)], [max(v) for v in zip(*smooth_seeds)],
                                 color=color, alpha=0.15, label=f"{label}: min-max of the seeds' trailing means")
-    for i in sorted({*not_logged, *partly}):  # above the panel, so it hides no data
+    rep_panel = next(i for i, (k, _) in enumerate(RL_PANELS) if k and k.startswith("repetition/"))
+    per_arm_n = {label: n for label, n in arm_ngram.items() if n is not None and label not in not_logged.get(rep_panel, [])}
+    mixed = len(set(per_arm_n.values())) > 1  # arms that logged different N: say which is which
+    for i in sorted({*not_logged, *partly, *([rep_panel] if mixed else [])}):  # above the panel: hides no data
         notes = ([f"not logged by these runs: {'; '.join(not_logged[i])}"] if i in not_logged else []) + \
-                ([f"drawn over the seeds that logged it: {'; '.join(partly[i])}"] if i in partly else [])
-        axes.flat[i].set_title("\n".join(notes), fontsize=7)
+                ([f"drawn over the seeds that logged it: {'; '.join(partly[i])}"] if i in partly else []) + \
+                ([f"N per arm: {'; '.join(f'{lab}: {n}' for lab, n in per_arm_n.items())}"]
+                 if i == rep_panel and mixed else [])
+        axes.flat[i].set_title("\n".join(textwrap.fill(n, 100) for n in notes), fontsize=7)  # within the panel's width
     entries: dict[str, Any] = {}  # every panel's series (one drawn over fewer seeds has a label of its own)
     for ax in axes.flat:
         for handle, text in zip(*ax.get_legend_handles_labels()):
